@@ -1,0 +1,192 @@
+"""Configuration from the environment (and an optional `.env` file).
+
+The seed's variable names (`DB_HOST`, `REDIS_URL`, `ML_SERVICE_URL`, …) are honoured as they
+are; our own settings carry a `CONVASSIST_` prefix. With nothing set, the server uses an
+embedded SQLite file in the user data directory and no Redis.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from platformdirs import user_cache_dir, user_data_dir
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+APP_NAME = "convassist"
+
+LogFormat = Literal["auto", "console", "json"]
+
+
+def default_data_dir() -> Path:
+    return Path(user_data_dir(APP_NAME, appauthor=False))
+
+
+def default_cache_dir() -> Path:
+    return Path(user_cache_dir(APP_NAME, appauthor=False))
+
+
+class CommonSettings(BaseSettings):
+    """Settings shared by every process (server, ML service, worker, agent)."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
+
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        validation_alias="CONVASSIST_DATA_DIR",
+        description="Where the SQLite database, secrets, adapters and training data live.",
+    )
+    log_level: str = Field(
+        "INFO", validation_alias="CONVASSIST_LOG_LEVEL", description="DEBUG, INFO, WARNING…"
+    )
+    log_format: LogFormat = Field(
+        "auto",
+        validation_alias="CONVASSIST_LOG_FORMAT",
+        description="console, json, or auto (console in a terminal, JSON otherwise).",
+    )
+    redis_url: str | None = Field(
+        None,
+        validation_alias="REDIS_URL",
+        description="Redis for the response cache and job queues; unset = in-process.",
+    )
+
+    def ensure_data_dir(self) -> Path:
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return self.data_dir
+
+
+class ServerSettings(CommonSettings):
+    """The API server (port 3100)."""
+
+    database_url: str | None = Field(
+        None,
+        validation_alias="DATABASE_URL",
+        description="Full SQLAlchemy/PostgreSQL URL; wins over the DB_* variables.",
+    )
+    db_host: str | None = Field(
+        None, validation_alias="DB_HOST", description="PostgreSQL host (seed); enables PostgreSQL."
+    )
+    db_port: int = Field(5433, validation_alias="DB_PORT", description="PostgreSQL port (seed).")
+    db_user: str = Field("postgres", validation_alias="DB_USER", description="PostgreSQL user.")
+    db_password: str = Field(
+        "devpassword", validation_alias="DB_PASSWORD", description="PostgreSQL password."
+    )
+    db_name: str = Field(
+        "conversation_assistant", validation_alias="DB_NAME", description="PostgreSQL database."
+    )
+    ml_service_url: str = Field(
+        "http://localhost:8100", validation_alias="ML_SERVICE_URL", description="ML service."
+    )
+    ml_service_timeout: float = Field(
+        60.0,
+        validation_alias="ML_SERVICE_TIMEOUT",
+        gt=0,
+        description="Seconds to wait for the ML service before answering 504.",
+    )
+    host: str = Field("127.0.0.1", validation_alias="CONVASSIST_HOST", description="Bind host.")
+    port: int = Field(3100, validation_alias="CONVASSIST_PORT", description="Bind port.")
+    secret_key: str | None = Field(
+        None,
+        validation_alias="CONVASSIST_SECRET_KEY",
+        description="JWT signing key; generated and stored in the data dir when unset.",
+    )
+    device_token_days: int = Field(
+        7, validation_alias="CONVASSIST_DEVICE_TOKEN_DAYS", gt=0, description="Device JWT life."
+    )
+    device_poll_interval: float = Field(
+        2.0,
+        validation_alias="CONVASSIST_DEVICE_POLL_INTERVAL",
+        ge=0,
+        description="Seconds an agent must wait between verify polls (faster gets slow_down).",
+    )
+    owner_session_hours: int = Field(
+        24 * 7,
+        validation_alias="CONVASSIST_OWNER_SESSION_HOURS",
+        gt=0,
+        description="Owner login session life.",
+    )
+    cookie_secure: bool = Field(
+        False,
+        validation_alias="CONVASSIST_COOKIE_SECURE",
+        description="Mark cookies Secure (set when serving over HTTPS).",
+    )
+    max_body_bytes: int = Field(
+        8 * 1024 * 1024,
+        validation_alias="CONVASSIST_MAX_BODY_BYTES",
+        gt=0,
+        description="Largest accepted request body.",
+    )
+    sync_max_batch: int = Field(
+        1000,
+        validation_alias="CONVASSIST_SYNC_MAX_BATCH",
+        gt=0,
+        description="Most messages accepted in one sync request.",
+    )
+
+    @property
+    def resolved_database_url(self) -> str:
+        """`DATABASE_URL` > `DB_HOST` (+ the other DB_* variables) > embedded SQLite."""
+        if self.database_url:
+            return normalize_database_url(self.database_url)
+        if self.db_host:
+            from sqlalchemy.engine import URL
+
+            return URL.create(
+                "postgresql+asyncpg",
+                username=self.db_user,
+                password=self.db_password,
+                host=self.db_host,
+                port=self.db_port,
+                database=self.db_name,
+            ).render_as_string(hide_password=False)
+        return f"sqlite+aiosqlite:///{self.data_dir / 'convassist.sqlite3'}"
+
+    def jwt_secret(self) -> str:
+        """The signing key: configured, or generated once and kept in the data directory."""
+        if self.secret_key:
+            return self.secret_key
+        return read_or_create_secret(self.ensure_data_dir() / "secret_key")
+
+
+def normalize_database_url(url: str) -> str:
+    """Pick the async drivers for the plain URL schemes people paste."""
+    for plain, driver in (
+        ("postgres://", "postgresql+asyncpg://"),
+        ("postgresql://", "postgresql+asyncpg://"),
+        ("sqlite://", "sqlite+aiosqlite://"),
+    ):
+        if url.startswith(plain):
+            return driver + url[len(plain) :]
+    return url
+
+
+def read_or_create_secret(path: Path) -> str:
+    """Read a secret file, creating it (mode 0600) with a fresh random key if missing.
+
+    Creation is atomic (`link` fails if another process won the race), so concurrent first
+    starts agree on one key.
+    """
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    tmp.write_text(secrets.token_urlsafe(48))
+    tmp.chmod(0o600)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+    return path.read_text().strip()
+
+
+@lru_cache
+def get_server_settings() -> ServerSettings:
+    return ServerSettings()

@@ -1,0 +1,47 @@
+"""The API server (FastAPI): JSON API under /api, admin UI at / (issue 7)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from convassist import __version__
+from convassist.core.db import create_engine, create_sessionmaker
+from convassist.core.http import add_common_middleware, install_error_handlers
+from convassist.core.settings import ServerSettings
+from convassist.server.auth.router import router as auth_router
+from convassist.server.conversations.router import router as conversations_router
+from convassist.server.devices.router import router as devices_router
+from convassist.server.health import router as health_router
+from convassist.server.sync.router import router as sync_router
+
+
+def create_app(settings: ServerSettings | None = None) -> FastAPI:
+    settings = settings or ServerSettings()
+    engine = create_engine(settings.resolved_database_url)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await engine.dispose()
+
+    app = FastAPI(
+        title="Conversation Assistant",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/api/docs",
+        openapi_url="/api/openapi.json",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessionmaker = create_sessionmaker(engine)
+    app.state.jwt_secret = settings.jwt_secret()
+
+    install_error_handlers(app)
+    add_common_middleware(app, max_body_bytes=settings.max_body_bytes, quiet_paths={"/api/health"})
+    for router in (health_router, auth_router, devices_router, sync_router, conversations_router):
+        app.include_router(router, prefix="/api")
+    return app

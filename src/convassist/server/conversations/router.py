@@ -1,0 +1,5 @@
+"""Placeholder until the domain lands."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

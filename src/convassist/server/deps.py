@@ -1,0 +1,84 @@
+"""Request dependencies: one DB session per request, the settings, owner and device auth."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from convassist.core.db import session_scope
+from convassist.core.errors import Forbidden, Unauthorized
+from convassist.core.security import decode_token
+from convassist.core.settings import ServerSettings
+from convassist.server.models import Device, Owner
+
+SESSION_COOKIE = "convassist_session"
+CSRF_COOKIE = "convassist_csrf"
+CSRF_HEADER = "x-csrf-token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """The request's only session; it commits when the endpoint returns without error."""
+    async for session in session_scope(request.app.state.sessionmaker):
+        yield session
+
+
+def get_settings(request: Request) -> ServerSettings:
+    settings: ServerSettings = request.app.state.settings
+    return settings
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+SettingsDep = Annotated[ServerSettings, Depends(get_settings)]
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token:
+        return token.strip()
+    return None
+
+
+async def require_owner(request: Request, session: SessionDep) -> Owner:
+    """The owner, by bearer token or session cookie (cookie + unsafe method needs CSRF)."""
+    token = _bearer(request)
+    if token is None:
+        token = request.cookies.get(SESSION_COOKIE)
+        if token is None:
+            raise Unauthorized("Sign in as the owner first.", code="not_authenticated")
+        if request.method not in SAFE_METHODS:
+            csrf_cookie = request.cookies.get(CSRF_COOKIE)
+            if not csrf_cookie or request.headers.get(CSRF_HEADER) != csrf_cookie:
+                raise Forbidden("Missing or wrong CSRF token.", code="csrf_failed")
+    claims = decode_token(request.app.state.jwt_secret, token, kind="owner")
+    owner = await session.get(Owner, int(claims["sub"]))
+    if owner is None or owner.session_generation != claims["gen"]:
+        raise Unauthorized("This session has been signed out.", code="session_revoked")
+    return owner
+
+
+async def require_device(request: Request, session: SessionDep) -> Device:
+    """The device behind a bearer token; deactivated or re-registered devices are refused."""
+    token = _bearer(request)
+    if token is None:
+        raise Unauthorized("A device bearer token is required.", code="not_authenticated")
+    claims = decode_token(request.app.state.jwt_secret, token, kind="device")
+    try:
+        device_id = uuid.UUID(claims["sub"])
+    except ValueError:
+        raise Unauthorized("The token is not valid.", code="invalid_token") from None
+    device = await session.get(Device, device_id)
+    if device is None or not device.is_active or not device.verified:
+        raise Unauthorized("This device has been deactivated.", code="device_revoked")
+    if device.token_generation != claims["gen"]:
+        raise Unauthorized("This token has been revoked.", code="token_revoked")
+    return device
+
+
+OwnerDep = Annotated[Owner, Depends(require_owner)]
+DeviceDep = Annotated[Device, Depends(require_device)]

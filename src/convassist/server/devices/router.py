@@ -1,0 +1,76 @@
+"""Device registration (seed flow 1, RFC 8628 style) and device management."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from fastapi import APIRouter, Request
+
+from convassist.server.deps import OwnerDep, SessionDep, SettingsDep
+from convassist.server.devices import service
+from convassist.server.devices.schemas import (
+    ApproveRequest,
+    DeviceOut,
+    RegisterRequest,
+    RegisterResponse,
+    TokenResponse,
+    VerifyRequest,
+)
+from convassist.server.models import Device
+
+router = APIRouter(prefix="/devices", tags=["devices"])
+
+
+def device_out(device: Device) -> DeviceOut:
+    return DeviceOut.model_validate(device)
+
+
+@router.post("/register", response_model=RegisterResponse, status_code=201)
+async def register(
+    body: RegisterRequest, request: Request, session: SessionDep, settings: SettingsDep
+) -> RegisterResponse:
+    """Start registration. Show `code` to the person; the owner approves it on the server."""
+    device, code = await service.register(session, body, secret=request.app.state.jwt_secret)
+    assert device.code_expires_at is not None
+    return RegisterResponse(
+        device_id=device.id,
+        code=code,
+        expires_at=device.code_expires_at,
+        interval=max(1, round(settings.device_poll_interval)),
+    )
+
+
+@router.post("/approve", response_model=DeviceOut)
+async def approve(
+    body: ApproveRequest, request: Request, _: OwnerDep, session: SessionDep
+) -> DeviceOut:
+    """The owner approves the device that shows this code (owner only)."""
+    device = await service.approve(session, body.digits, secret=request.app.state.jwt_secret)
+    return device_out(device)
+
+
+@router.post("/verify", response_model=TokenResponse)
+async def verify(
+    body: VerifyRequest, request: Request, session: SessionDep, settings: SettingsDep
+) -> TokenResponse:
+    """Poll for the token. 400 `authorization_pending` until the owner approves."""
+    device, token, expires = await service.verify(
+        session,
+        body.device_id,
+        body.code,
+        secret=request.app.state.jwt_secret,
+        token_lifetime=timedelta(days=settings.device_token_days),
+        poll_interval=settings.device_poll_interval,
+    )
+    return TokenResponse(device_id=device.id, token=token, expires_at=expires)
+
+
+@router.get("", response_model=list[DeviceOut])
+async def list_devices(_: OwnerDep, session: SessionDep) -> list[DeviceOut]:
+    return [device_out(d) for d in await service.list_devices(session)]
+
+
+@router.post("/{device_id}/deactivate", response_model=DeviceOut)
+async def deactivate(device_id: uuid.UUID, _: OwnerDep, session: SessionDep) -> DeviceOut:
+    return device_out(await service.deactivate(session, device_id))

@@ -1,0 +1,321 @@
+"""The server's data model: the seed's seven entities plus what security needs.
+
+Migrations in `convassist/server/migrations` are the only way this schema is created; a
+test fails if these models and the migrations drift apart.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC timestamps on every backend (SQLite hands back naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; use timezone-aware UTC datetimes")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSONType}
+
+
+class UUIDPrimaryKey:
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+
+
+class Timestamps:
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+def str_enum(enum_cls: type[enum.StrEnum], name: str) -> Enum:
+    """A portable enum column: VARCHAR plus a CHECK constraint, storing the values."""
+    return Enum(
+        enum_cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=16,
+        values_callable=lambda members: [m.value for m in members],
+        validate_strings=True,
+    )
+
+
+class Direction(enum.StrEnum):
+    INCOMING = "incoming"
+    OUTGOING = "outgoing"
+
+
+class MessageType(enum.StrEnum):
+    TEXT = "text"
+    ATTACHMENT = "attachment"
+    STICKER = "sticker"
+    APP = "app"
+    REACTION = "reaction"
+    OTHER = "other"
+
+
+class ResponseStatus(enum.StrEnum):
+    GENERATING = "generating"
+    COMPLETED = "completed"
+    ACCEPTED = "accepted"
+    EDITED = "edited"
+    REJECTED = "rejected"
+    FAILED = "failed"
+
+
+class SampleSource(enum.StrEnum):
+    ACCEPTED = "accepted"
+    EDITED = "edited"
+    MANUAL = "manual"
+    HISTORY = "history"
+
+
+class TrainingStatus(enum.StrEnum):
+    QUEUED = "queued"
+    TRAINING = "training"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class Owner(Timestamps, Base):
+    """The single owner account. `session_generation` revokes every owner session at once."""
+
+    __tablename__ = "owners"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    session_generation: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class RateLimitBucket(Base):
+    """A fixed-window failure counter (wrong approval codes, failed logins)."""
+
+    __tablename__ = "rate_limit_buckets"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    window_started_at: Mapped[datetime]
+    count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Device(UUIDPrimaryKey, Timestamps, Base):
+    __tablename__ = "devices"
+
+    name: Mapped[str] = mapped_column(String(200))
+    hardware_id: Mapped[str] = mapped_column(String(200), unique=True)
+    platform: Mapped[str] = mapped_column(String(50))
+    os_version: Mapped[str] = mapped_column(String(50))
+    # Pending authorization: HMAC of the 6-digit code (never the code itself).
+    code_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    code_expires_at: Mapped[datetime | None]
+    code_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    approved_at: Mapped[datetime | None]
+    last_poll_at: Mapped[datetime | None]
+    verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Bumped on re-registration and deactivation: tokens carry it and die with it.
+    token_generation: Mapped[int] = mapped_column(Integer, default=1)
+    deactivated_at: Mapped[datetime | None]
+    last_sync_at: Mapped[datetime | None]
+    messages_synced: Mapped[int] = mapped_column(Integer, default=0)
+
+    @property
+    def status(self) -> str:
+        """pending (code shown), approved (agent not yet collected its token), active, inactive."""
+        if self.code_hash and self.code_expires_at and self.code_expires_at > utcnow():
+            return "approved" if self.approved_at else "pending"
+        if self.verified:
+            return "active" if self.is_active else "inactive"
+        return "expired"
+
+
+class Contact(UUIDPrimaryKey, Timestamps, Base):
+    """A person's name for one iMessage handle (`apple_id`: phone number or email)."""
+
+    __tablename__ = "contacts"
+
+    apple_id: Mapped[str] = mapped_column(String(320), unique=True)
+    phone_number: Mapped[str | None] = mapped_column(String(64), index=True)
+    email: Mapped[str | None] = mapped_column(String(320), index=True)
+    display_name: Mapped[str | None] = mapped_column(String(300))
+    avatar_hash: Mapped[str | None] = mapped_column(String(128))
+
+
+class Conversation(UUIDPrimaryKey, Timestamps, Base):
+    __tablename__ = "conversations"
+
+    imessage_id: Mapped[str] = mapped_column(String(300), unique=True)
+    display_name: Mapped[str | None] = mapped_column(String(300))
+    is_group: Mapped[bool] = mapped_column(Boolean, default=False)
+    service: Mapped[str | None] = mapped_column(String(32))
+    last_message_at: Mapped[datetime | None]
+    message_count: Mapped[int] = mapped_column(Integer, default=0)
+
+    participants: Mapped[list[ConversationParticipant]] = relationship(
+        back_populates="conversation", cascade="all, delete-orphan", lazy="raise"
+    )
+
+    __table_args__ = (Index("ix_conversations_last_message_at_id", "last_message_at", "id"),)
+
+
+class ConversationParticipant(UUIDPrimaryKey, Base):
+    __tablename__ = "conversation_participants"
+
+    conversation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE")
+    )
+    handle: Mapped[str] = mapped_column(String(320), index=True)
+
+    conversation: Mapped[Conversation] = relationship(back_populates="participants")
+
+    __table_args__ = (UniqueConstraint("conversation_id", "handle"),)
+
+
+class Message(UUIDPrimaryKey, Timestamps, Base):
+    __tablename__ = "messages"
+
+    conversation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE")
+    )
+    imessage_guid: Mapped[str] = mapped_column(String(128), unique=True)
+    sender_id: Mapped[str | None] = mapped_column(String(320))
+    direction: Mapped[Direction] = mapped_column(str_enum(Direction, "direction"))
+    message_type: Mapped[MessageType] = mapped_column(
+        str_enum(MessageType, "message_type"), default=MessageType.TEXT
+    )
+    text: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime]
+    edited_at: Mapped[datetime | None]
+    is_unsent: Mapped[bool] = mapped_column(Boolean, default=False)
+    reply_to_guid: Mapped[str | None] = mapped_column(String(128))
+    service: Mapped[str | None] = mapped_column(String(32))
+    device_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("devices.id", ondelete="SET NULL")
+    )
+
+    __table_args__ = (
+        Index("ix_messages_conversation_id_sent_at_id", "conversation_id", "sent_at", "id"),
+    )
+
+
+class GeneratedResponse(UUIDPrimaryKey, Timestamps, Base):
+    __tablename__ = "generated_responses"
+
+    message_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("messages.id", ondelete="CASCADE"), index=True
+    )
+    prompt: Mapped[str] = mapped_column(Text)
+    response: Mapped[str | None] = mapped_column(Text)
+    # [{"text": str, "confidence": float}, ...] best first; `response` is candidates[0] until
+    # the owner chooses (chosen_index) or edits (edited_response).
+    candidates: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    chosen_index: Mapped[int | None] = mapped_column(Integer)
+    edited_response: Mapped[str | None] = mapped_column(Text)
+    confidence: Mapped[float | None] = mapped_column(Float)
+    model_version: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[ResponseStatus] = mapped_column(str_enum(ResponseStatus, "response_status"))
+    error: Mapped[str | None] = mapped_column(Text)
+    ml_job_id: Mapped[str | None] = mapped_column(String(64))
+    generated_at: Mapped[datetime | None]
+    acted_at: Mapped[datetime | None]
+    rejection_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class TrainingSample(UUIDPrimaryKey, Timestamps, Base):
+    __tablename__ = "training_samples"
+
+    input_context: Mapped[str] = mapped_column(Text)
+    expected_output: Mapped[str] = mapped_column(Text)
+    source: Mapped[SampleSource] = mapped_column(str_enum(SampleSource, "sample_source"))
+    quality: Mapped[float] = mapped_column(Float)
+    response_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("generated_responses.id", ondelete="SET NULL"), unique=True
+    )
+    conversation_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("conversations.id", ondelete="SET NULL"), index=True
+    )
+
+    __table_args__ = (
+        CheckConstraint("quality >= 0 AND quality <= 1", name="quality_range"),
+        Index("ix_training_samples_created_at", "created_at"),
+    )
+
+
+class TrainingJob(UUIDPrimaryKey, Timestamps, Base):
+    __tablename__ = "training_jobs"
+
+    base_model: Mapped[str] = mapped_column(String(200))
+    status: Mapped[TrainingStatus] = mapped_column(
+        str_enum(TrainingStatus, "training_status"), default=TrainingStatus.QUEUED
+    )
+    progress: Mapped[int] = mapped_column(Integer, default=0)
+    epochs: Mapped[int] = mapped_column(Integer)
+    learning_rate: Mapped[float] = mapped_column(Float)
+    lora_rank: Mapped[int] = mapped_column(Integer, default=16)
+    min_quality: Mapped[float] = mapped_column(Float, default=0.0)
+    include_history: Mapped[bool] = mapped_column(Boolean, default=False)
+    sample_count: Mapped[int] = mapped_column(Integer, default=0)
+    output_path: Mapped[str | None] = mapped_column(String(1024))
+    error: Mapped[str | None] = mapped_column(Text)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    ml_job_id: Mapped[str | None] = mapped_column(String(64))
+    adapter_id: Mapped[str | None] = mapped_column(String(128))
+    started_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None]
+
+    __table_args__ = (CheckConstraint("progress >= 0 AND progress <= 100", name="progress_range"),)
