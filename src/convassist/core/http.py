@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 import structlog
@@ -59,11 +59,10 @@ class RequestContextMiddleware:
         finally:
             path = scope.get("path", "")
             if path not in self.quiet_paths:
-                route = scope.get("route")
                 log.info(
                     "request",
                     method=scope.get("method"),
-                    path=getattr(route, "path", path),
+                    path=path,
                     status=status_code,
                     duration_ms=round((time.perf_counter() - started) * 1000, 2),
                 )
@@ -73,7 +72,7 @@ class RequestContextMiddleware:
 def _incoming_request_id(scope: Scope) -> str | None:
     for name, value in scope.get("headers", []):
         if name == REQUEST_ID_HEADER.encode():
-            candidate = value.decode("latin-1")[:64]
+            candidate: str = value.decode("latin-1")[:64]
             if candidate.replace("-", "").isalnum():
                 return candidate
     return None
@@ -126,7 +125,11 @@ def _too_large(max_bytes: int) -> JSONResponse:
 
 
 def error_response(
-    status_code: int, code: str, detail: str, headers: dict[str, str] | None = None, **extra: Any
+    status_code: int,
+    code: str,
+    detail: str,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
 ) -> JSONResponse:
     return JSONResponse(
         {"error": code, "detail": detail, **extra}, status_code=status_code, headers=headers

@@ -1,0 +1,5 @@
+"""`python -m convassist`."""
+
+from convassist.cli.main import app
+
+app(prog_name="convassist")

@@ -1,0 +1,34 @@
+"""`convassist`: one command line for the server, the ML service, the worker and the agent."""
+
+from __future__ import annotations
+
+import typer
+
+from convassist import __version__
+from convassist.cli import admin, db, server
+
+app = typer.Typer(
+    name="convassist",
+    help="Conversation Assistant: reply suggestions in your own voice, self-hosted.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(db.app, name="db")
+app.add_typer(admin.app, name="admin")
+app.command("server")(server.serve)
+app.command("up")(server.up)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"convassist {__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+    ),
+) -> None:
+    """Conversation Assistant."""

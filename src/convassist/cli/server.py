@@ -1,0 +1,81 @@
+"""`convassist server` (the API server) and `convassist up` (the whole system)."""
+
+from __future__ import annotations
+
+import typer
+
+from convassist.cli.common import console, fail, setup_logging
+from convassist.core.settings import ServerSettings
+from convassist.server import migrate
+
+
+def serve(
+    host: str | None = typer.Option(None, "--host", help="Bind address [default: 127.0.0.1]."),
+    port: int | None = typer.Option(None, "--port", help="Port [default: 3100]."),
+    run_migrations: bool = typer.Option(
+        True, "--migrate/--no-migrate", help="Bring the schema up to date before serving."
+    ),
+) -> None:
+    """Run the API server and web UI."""
+    import uvicorn
+
+    from convassist.server.app import create_app
+
+    settings = ServerSettings()
+    if host is not None:
+        settings.host = host
+    if port is not None:
+        settings.port = port
+    setup_logging(settings, "server")
+    url = settings.resolved_database_url
+    if run_migrations:
+        try:
+            migrate.upgrade(url)
+        except Exception as exc:
+            fail(f"Cannot prepare the database at {migrate.describe(url)}: {exc}")
+    elif migrate.current(url) != migrate.head():
+        fail(
+            f"The database at {migrate.describe(url)} is not migrated: run `convassist db upgrade`."
+        )
+    if not _owner_configured(url):
+        console.print(
+            "[bold yellow]No owner password yet.[/] Set one to sign in: "
+            "[bold]convassist admin set-password[/]",
+            highlight=False,
+        )
+    console.print(
+        f"Conversation Assistant server on http://{settings.host}:{settings.port} "
+        f"(database: {migrate.describe(url)})",
+        highlight=False,
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        server_header=False,
+    )
+
+
+def up() -> None:
+    """Run the whole system: API server, ML service, and a worker when Redis is configured."""
+    from convassist.cli.supervisor import run_system
+
+    raise typer.Exit(run_system())
+
+
+def _owner_configured(url: str) -> bool:
+    import asyncio
+
+    from convassist.core.db import create_engine, create_sessionmaker
+    from convassist.server.auth.service import get_owner
+
+    async def check() -> bool:
+        engine = create_engine(url)
+        try:
+            async with create_sessionmaker(engine)() as session:
+                return await get_owner(session) is not None
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(check())
