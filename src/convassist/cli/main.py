@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from convassist import __version__
-from convassist.cli import admin, db, server
+from convassist.cli import admin, db, ml, models, server
 
 app = typer.Typer(
     name="convassist",
@@ -15,8 +15,11 @@ app = typer.Typer(
 )
 app.add_typer(db.app, name="db")
 app.add_typer(admin.app, name="admin")
+app.add_typer(models.app, name="models")
 app.command("server")(server.serve)
 app.command("up")(server.up)
+app.command("ml")(ml.serve)
+app.command("worker")(ml.worker)
 
 
 def _version(value: bool) -> None:

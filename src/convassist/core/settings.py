@@ -34,7 +34,11 @@ class CommonSettings(BaseSettings):
     """Settings shared by every process (server, ML service, worker, agent)."""
 
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_ignore_empty=True,  # `KEY=` (as in .env.example) means "use the default"
+        extra="ignore",
+        populate_by_name=True,
     )
 
     data_dir: Path = Field(

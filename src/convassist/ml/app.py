@@ -1,0 +1,58 @@
+"""The ML service (FastAPI, port 8100)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from convassist import __version__
+from convassist.core.http import add_common_middleware, install_error_handlers
+from convassist.ml.cache import make_cache
+from convassist.ml.jobs import make_jobs
+from convassist.ml.llm import LLMManager, load_backend
+from convassist.ml.metrics import Metrics, MetricsMiddleware
+from convassist.ml.router import MLState, router
+from convassist.ml.service import GenerationService
+from convassist.ml.settings import MLSettings
+
+
+def create_app(settings: MLSettings | None = None, llm: LLMManager | None = None) -> FastAPI:
+    """Build the service. Without `llm`, loads the configured model now (raises ModelError)."""
+    settings = settings or MLSettings()
+    manager = llm or LLMManager(load_backend(settings))
+    metrics = Metrics()
+    cache = make_cache(settings)
+    service = GenerationService(manager, cache, metrics)
+    state = MLState(
+        settings=settings,
+        manager=manager,
+        cache=cache,
+        service=service,
+        jobs=make_jobs(settings, service, metrics),
+        metrics=metrics,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await state.jobs.close()
+        await cache.close()
+        if llm is None:  # the app loaded it, the app releases it
+            manager.close()
+
+    app = FastAPI(
+        title="Conversation Assistant ML service",
+        version=__version__,
+        lifespan=lifespan,
+        redoc_url=None,
+    )
+    app.state.ml = state
+    install_error_handlers(app)
+    add_common_middleware(
+        app, max_body_bytes=settings.max_body_bytes, quiet_paths={"/health", "/metrics"}
+    )
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.include_router(router)
+    return app

@@ -1,0 +1,190 @@
+"""llama-cpp-python in process: one `Llama` object behind a lock.
+
+The generation loop is llama-cpp-python's own `generate()` (same sampler chain and KV prefix
+reuse as `create_completion`), with stop sequences applied like `create_completion` applies
+them. After each sampled token the loop reads that step's logits from the context to record
+the chosen token's log-probability under the model's raw distribution (temperature 1, before
+top-p), so confidence does not need `logits_all` (which would keep n_ctx * n_vocab floats).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from convassist.core.logging import get_logger
+from convassist.ml.errors import ModelLoadError
+from convassist.ml.llm import Completion, Sampling, check_fits
+from convassist.ml.manifest import ResolvedModel, resolve_model, verify_file
+from convassist.ml.settings import MLSettings
+
+log = get_logger("convassist.ml.llama")
+
+GGUF_MAGIC = b"GGUF"
+
+
+def default_threads() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS
+        return os.cpu_count() or 1
+
+
+class LlamaBackend:
+    """A GGUF model loaded with llama-cpp-python."""
+
+    name = "llama"
+    max_concurrency = 1
+
+    def __init__(
+        self,
+        model: ResolvedModel,
+        *,
+        sha256: str,
+        context_size: int,
+        gpu_layers: int = -1,
+        threads: int | None = None,
+    ) -> None:
+        import llama_cpp
+
+        self._llama_cpp = llama_cpp
+        check_gguf(model.path)
+        n_threads = threads or default_threads()
+        try:
+            self._llm = llama_cpp.Llama(
+                model_path=str(model.path),
+                n_ctx=context_size,
+                n_gpu_layers=gpu_layers,
+                n_threads=n_threads,
+                n_threads_batch=n_threads,
+                logits_all=False,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise ModelLoadError(
+                f"Cannot load {model.path}: llama.cpp rejected the file ({exc}). "
+                "Is it a complete GGUF model?"
+            ) from exc
+        self._lock = threading.Lock()
+        self._n_vocab = self._llm.n_vocab()
+        self.model_id = model.model_id
+        self.path = model.path
+        self.base_version = f"{model.model_id}@{sha256[:12]}"
+        self.adapter_id: str | None = None
+        self._context_size = context_size
+        log.info(
+            "model_loaded",
+            model_version=self.model_version,
+            context_size=context_size,
+            threads=n_threads,
+            gpu_layers=gpu_layers,
+        )
+
+    @classmethod
+    def from_settings(cls, settings: MLSettings) -> LlamaBackend:
+        model = resolve_model(settings)
+        sha256 = verify_file(model, settings.models_dir)
+        return cls(
+            model,
+            sha256=sha256,
+            context_size=settings.context_size,
+            gpu_layers=settings.gpu_layers,
+            threads=settings.threads,
+        )
+
+    @property
+    def model_version(self) -> str:
+        """`<model id>@<sha256 prefix>`, plus `+<adapter id>` while a LoRA adapter is active."""
+        if self.adapter_id:
+            return f"{self.base_version}+{self.adapter_id}"
+        return self.base_version
+
+    @property
+    def context_size(self) -> int:
+        return self._context_size
+
+    def _tokenize(self, prompt: str) -> list[int]:
+        return list(self._llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True))
+
+    def count_tokens(self, prompt: str) -> int:
+        with self._lock:
+            return len(self._tokenize(prompt))
+
+    def complete(self, prompt: str, sampling: Sampling) -> Completion:
+        with self._lock:
+            return self._complete(prompt, sampling)
+
+    def _complete(self, prompt: str, sampling: Sampling) -> Completion:
+        llm = self._llm
+        lib = self._llama_cpp
+        prompt_tokens = self._tokenize(prompt)
+        check_fits(len(prompt_tokens), sampling.max_tokens, self._context_size)
+        llm.set_seed(sampling.seed)
+        stops = [s.encode("utf-8") for s in sampling.stop]
+        tokens: list[int] = []
+        logprobs: list[float] = []
+        text = b""
+        finish_reason = "length"
+        generator = llm.generate(
+            prompt_tokens,
+            top_k=40,
+            top_p=sampling.top_p,
+            min_p=0.05,
+            temp=sampling.temperature,
+            repeat_penalty=1.0,
+        )
+        with contextlib.closing(generator):
+            for token in generator:
+                logprobs.append(self._chosen_logprob(token))
+                if lib.llama_vocab_is_eog(llm._model.vocab, token):
+                    text = llm.detokenize(tokens, prev_tokens=prompt_tokens)
+                    finish_reason = "stop"
+                    break
+                tokens.append(token)
+                text = llm.detokenize(tokens, prev_tokens=prompt_tokens)
+                cut = _first_stop(text, stops)
+                if cut is not None:
+                    text = text[:cut]
+                    finish_reason = "stop"
+                    break
+                if len(tokens) >= sampling.max_tokens:
+                    break
+        return Completion(
+            text=text.decode("utf-8", errors="ignore"),
+            token_logprobs=tuple(logprobs),
+            completion_tokens=len(logprobs),
+            finish_reason=finish_reason,
+        )
+
+    def _chosen_logprob(self, token: int) -> float:
+        """log p(token) from the logits of the step that sampled it (log-softmax)."""
+        pointer: Any = self._llama_cpp.llama_get_logits_ith(self._llm.ctx, -1)
+        logits = np.ctypeslib.as_array(pointer, shape=(self._n_vocab,))
+        peak = float(logits.max())
+        log_total = peak + float(np.log(np.exp(logits - peak).sum()))
+        return float(logits[token]) - log_total
+
+    def close(self) -> None:
+        with self._lock:
+            self._llm.close()
+
+
+def _first_stop(text: bytes, stops: list[bytes]) -> int | None:
+    positions = [text.index(stop) for stop in stops if stop in text]
+    return min(positions) if positions else None
+
+
+def check_gguf(path: Path) -> None:
+    """Refuse a file that is not GGUF before llama.cpp sees it (clearer than its error)."""
+    try:
+        with path.open("rb") as fh:
+            magic = fh.read(4)
+    except OSError as exc:
+        raise ModelLoadError(f"Cannot read {path}: {exc.strerror}.") from exc
+    if magic != GGUF_MAGIC:
+        raise ModelLoadError(f"{path} is not a GGUF model file (it does not start with 'GGUF').")

@@ -1,0 +1,135 @@
+"""Configuration of the ML service and its worker (the seed's `ML_SERVICE_*` variables)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from convassist.core.settings import CommonSettings, default_cache_dir
+
+Backend = Literal["llama", "openai"]
+
+DEFAULT_QUEUE_NAME = "conv-assistant:queue:generation"
+
+
+def default_models_dir() -> Path:
+    return default_cache_dir() / "models"
+
+
+class MLSettings(CommonSettings):
+    """The ML service (port 8100) and `convassist worker`."""
+
+    model_id: str | None = Field(
+        None,
+        validation_alias="ML_SERVICE_MODEL_ID",
+        description="Model id from the manifest (`convassist models list`); "
+        "unset = smollm2-135m-instruct.",
+    )
+    model_path: Path | None = Field(
+        None,
+        validation_alias="ML_SERVICE_MODEL_PATH",
+        description="A GGUF file to load; wins over ML_SERVICE_MODEL_ID.",
+    )
+    gpu_layers: int = Field(
+        -1,
+        validation_alias="ML_SERVICE_GPU_LAYERS",
+        ge=-1,
+        description="Layers offloaded to the GPU (-1 = all, 0 = CPU only).",
+    )
+    context_size: int = Field(
+        4096,
+        validation_alias="ML_SERVICE_CONTEXT_SIZE",
+        ge=128,
+        description="Context window in tokens (prompt + reply).",
+    )
+    threads: int | None = Field(
+        None,
+        validation_alias="ML_SERVICE_THREADS",
+        ge=1,
+        description="CPU threads for inference; unset = every core this process may use.",
+    )
+    models_dir: Path = Field(
+        default_factory=default_models_dir,
+        validation_alias="ML_SERVICE_MODELS_DIR",
+        description="Where downloaded models are cached (~/.cache/convassist/models).",
+    )
+    backend: Backend = Field(
+        "llama",
+        validation_alias="ML_SERVICE_BACKEND",
+        description="llama (llama-cpp-python in process) or openai (an OpenAI-compatible server).",
+    )
+    openai_base_url: str | None = Field(
+        None,
+        validation_alias="ML_SERVICE_OPENAI_BASE_URL",
+        description="Base URL of the OpenAI-compatible server (llama-server, vLLM, Ollama).",
+    )
+    openai_api_key: str | None = Field(
+        None,
+        validation_alias="ML_SERVICE_OPENAI_API_KEY",
+        description="Bearer token for the OpenAI-compatible server, if it needs one.",
+    )
+    openai_model: str | None = Field(
+        None,
+        validation_alias="ML_SERVICE_OPENAI_MODEL",
+        description="Model name to request; unset = the first one the server lists.",
+    )
+    openai_timeout: float = Field(
+        120.0,
+        validation_alias="ML_SERVICE_OPENAI_TIMEOUT",
+        gt=0,
+        description="Seconds to wait for one completion from the OpenAI-compatible server.",
+    )
+    redis_enabled: bool = Field(
+        True,
+        validation_alias="ML_SERVICE_REDIS_ENABLED",
+        description="Use REDIS_URL for the cache and the job queue (false = in-process).",
+    )
+    redis_cache_ttl: int = Field(
+        3600,
+        validation_alias="ML_SERVICE_REDIS_CACHE_TTL",
+        gt=0,
+        description="Seconds a cached response lives (Redis and in-process).",
+    )
+    cache_max_entries: int = Field(
+        1024,
+        validation_alias="ML_SERVICE_CACHE_MAX_ENTRIES",
+        gt=0,
+        description="Size bound of the in-process cache (used without Redis).",
+    )
+    queue_name: str = Field(
+        DEFAULT_QUEUE_NAME,
+        validation_alias="ML_SERVICE_QUEUE_NAME",
+        description="Name of the SAQ generation queue in Redis.",
+    )
+    job_timeout: int = Field(
+        300,
+        validation_alias="ML_SERVICE_JOB_TIMEOUT",
+        gt=0,
+        description="Seconds an async generation job may run before it is failed.",
+    )
+    job_heartbeat: int = Field(
+        10,
+        validation_alias="ML_SERVICE_JOB_HEARTBEAT",
+        gt=0,
+        description="A running job whose worker is silent this many seconds is failed.",
+    )
+    job_ttl: int = Field(
+        3600,
+        validation_alias="ML_SERVICE_JOB_TTL",
+        gt=0,
+        description="Seconds a finished job's result stays readable at GET /jobs/{id}.",
+    )
+    host: str = Field("127.0.0.1", validation_alias="ML_SERVICE_HOST", description="Bind host.")
+    port: int = Field(8100, validation_alias="ML_SERVICE_PORT", description="Bind port.")
+    max_body_bytes: int = Field(
+        1024 * 1024,
+        validation_alias="ML_SERVICE_MAX_BODY_BYTES",
+        gt=0,
+        description="Largest accepted request body.",
+    )
+
+    @property
+    def use_redis(self) -> bool:
+        return self.redis_enabled and bool(self.redis_url)

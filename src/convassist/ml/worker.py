@@ -1,0 +1,101 @@
+"""`convassist worker`: a SAQ worker that loads the model and runs queued generation jobs.
+
+While a job runs the worker touches it every third of its heartbeat interval; if the worker
+dies, the heartbeat stops, and the API (on `GET /jobs/{id}`) or another worker's sweep fails
+the job. Job arguments hold the prompt, so SAQ's log lines are reduced to job ids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from saq import Job, Worker
+from saq.types import PartialTimersDict
+
+from convassist.core.logging import get_logger
+from convassist.ml.cache import make_cache
+from convassist.ml.jobs import (
+    JOB_FUNCTION,
+    disconnect,
+    failure_message,
+    quiet_saq_logs,
+    saq_queue,
+)
+from convassist.ml.llm import LLMManager
+from convassist.ml.metrics import Metrics
+from convassist.ml.schemas import GenerateRequest
+from convassist.ml.service import GenerationService
+from convassist.ml.settings import MLSettings
+
+log = get_logger("convassist.ml.worker")
+
+SWEEP_SECONDS = 10
+
+
+class JobFailed(Exception):
+    """A job's failure, carrying only a message that is safe to store and log."""
+
+
+async def generate_job(ctx: dict[str, Any], *, request: dict[str, Any]) -> dict[str, Any]:
+    """The SAQ job function: one generation, heartbeating while it runs."""
+    service: GenerationService = ctx["service"]
+    job: Job = ctx["job"]
+    beat = asyncio.create_task(_heartbeat(job))
+    try:
+        response = await service.generate(GenerateRequest.model_validate(request))
+    except Exception as exc:
+        message = failure_message(exc)
+        job.meta["error"] = message
+        log.warning("job_failed", job_id=job.key, error_type=type(exc).__name__)
+        raise JobFailed(message) from None
+    finally:
+        beat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beat
+    log.info("job_completed", job_id=job.key)
+    return response.model_dump(mode="json", by_alias=True)
+
+
+async def _heartbeat(job: Job) -> None:
+    interval = max(job.heartbeat / 3, 0.5) if job.heartbeat else 5.0
+    while True:
+        await asyncio.sleep(interval)
+        await job.update()
+
+
+def build_worker(settings: MLSettings, manager: LLMManager) -> Worker[Any]:
+    """A SAQ worker bound to the configured queue, running jobs through `manager`."""
+    assert settings.redis_url is not None
+    queue = saq_queue(settings.redis_url, settings.queue_name, socket_timeout=None)
+    service = GenerationService(manager, make_cache(settings), Metrics())
+    # SAQ's defaults, but sweeping for dead workers' jobs every 10 s instead of 60 s.
+    timers: PartialTimersDict = {
+        "schedule": 1,
+        "worker_info": 10,
+        "sweep": SWEEP_SECONDS,
+        "abort": 1,
+    }
+    worker: Worker[Any] = Worker(
+        queue,
+        functions=[(JOB_FUNCTION, generate_job)],
+        concurrency=manager.backend.max_concurrency,
+        timers=timers,
+        shutdown=_shutdown,
+    )
+    worker.context["service"] = service
+    return worker
+
+
+async def _shutdown(ctx: dict[str, Any]) -> None:
+    service: GenerationService = ctx["service"]
+    await service.cache.close()
+    await disconnect(ctx["worker"].queue)
+
+
+async def run_worker(settings: MLSettings, manager: LLMManager) -> None:
+    quiet_saq_logs()
+    worker = build_worker(settings, manager)
+    log.info("worker_started", queue=settings.queue_name, model_version=manager.model_version)
+    await worker.start()
