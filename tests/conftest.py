@@ -171,3 +171,18 @@ async def device_client(
         headers={"Authorization": f"Bearer {token}"},
     ) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def ml_service_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Working directory of the session's ML service; its log is `ml.log` there."""
+    return tmp_path_factory.mktemp("ml")
+
+
+@pytest.fixture(scope="session")
+def ml_service_url(ml_service_dir: Path) -> Iterator[str]:
+    """One real ML service (default model, no Redis) for the whole test session."""
+    from tests.support.services import ml_service
+
+    with ml_service(ml_service_dir) as url:
+        yield url

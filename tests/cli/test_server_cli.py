@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,25 +12,14 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.services import clean_env, free_port
+
 CONVASSIST = [sys.executable, "-m", "convassist"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "CONVASSIST_"))}
-    clean.pop("DATABASE_URL", None)
-    clean.pop("REDIS_URL", None)
-    return {
-        **clean,
-        "CONVASSIST_DATA_DIR": str(tmp_path / "data"),
-        "CONVASSIST_LOG_FORMAT": "json",
-    }
+    return clean_env(CONVASSIST_DATA_DIR=str(tmp_path / "data"), CONVASSIST_LOG_FORMAT="json")
 
 
 def run(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:

@@ -15,16 +15,21 @@ from convassist.server.auth.router import router as auth_router
 from convassist.server.conversations.router import router as conversations_router
 from convassist.server.devices.router import router as devices_router
 from convassist.server.health import router as health_router
+from convassist.server.ml_client import MLClient
+from convassist.server.responses.router import router as responses_router
 from convassist.server.sync.router import router as sync_router
+from convassist.server.training.router import router as training_router
 
 
 def create_app(settings: ServerSettings | None = None) -> FastAPI:
     settings = settings or ServerSettings()
     engine = create_engine(settings.resolved_database_url)
+    ml_client = MLClient(settings.ml_service_url, settings.ml_service_timeout)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
+        await ml_client.aclose()
         await engine.dispose()
 
     app = FastAPI(
@@ -39,9 +44,18 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.sessionmaker = create_sessionmaker(engine)
     app.state.jwt_secret = settings.jwt_secret()
+    app.state.ml_client = ml_client
 
     install_error_handlers(app)
     add_common_middleware(app, max_body_bytes=settings.max_body_bytes, quiet_paths={"/api/health"})
-    for router in (health_router, auth_router, devices_router, sync_router, conversations_router):
+    for router in (
+        health_router,
+        auth_router,
+        devices_router,
+        sync_router,
+        conversations_router,
+        responses_router,
+        training_router,
+    ):
         app.include_router(router, prefix="/api")
     return app

@@ -13,6 +13,7 @@ from convassist.core.db import session_scope
 from convassist.core.errors import Forbidden, Unauthorized
 from convassist.core.security import decode_token
 from convassist.core.settings import ServerSettings
+from convassist.server.ml_client import MLClient
 from convassist.server.models import Device, Owner
 
 SESSION_COOKIE = "convassist_session"
@@ -32,8 +33,14 @@ def get_settings(request: Request) -> ServerSettings:
     return settings
 
 
+def get_ml_client(request: Request) -> MLClient:
+    client: MLClient = request.app.state.ml_client
+    return client
+
+
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 SettingsDep = Annotated[ServerSettings, Depends(get_settings)]
+MLDep = Annotated[MLClient, Depends(get_ml_client)]
 
 
 def _bearer(request: Request) -> str | None:

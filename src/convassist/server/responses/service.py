@@ -1,0 +1,260 @@
+"""Reply suggestions (seed flow 3) and turning the owner's decisions into samples (flow 4).
+
+No database transaction stays open while the ML service works: the suggestion row is
+committed as `generating` first, the ML call runs, and the result is written in a new
+transaction. A failed call leaves the row `failed` with the reason, and nothing else.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from convassist.core.errors import AppError, BadRequest, Conflict, NotFound, Unprocessable
+from convassist.core.logging import get_logger
+from convassist.server.conversations.service import build_context
+from convassist.server.ml_client import Generation, MLClient
+from convassist.server.models import (
+    Direction,
+    GeneratedResponse,
+    Message,
+    ResponseStatus,
+    SampleSource,
+    TrainingSample,
+    utcnow,
+)
+from convassist.server.responses.schemas import ActionRequest, GenerateRequest
+
+log = get_logger(__name__)
+
+EDITED_QUALITY = 1.0
+# Quality of an accepted suggestion whose backend reported no token probabilities.
+UNKNOWN_CONFIDENCE_QUALITY = 0.5
+
+
+@dataclass(frozen=True)
+class ResponseView:
+    row: GeneratedResponse
+    conversation_id: uuid.UUID
+    sample_id: uuid.UUID | None = None
+
+
+def _ml_payload(body: GenerateRequest, prompt: str) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "prompt": prompt,
+        "n": body.candidates,
+        "maxTokens": body.max_tokens,
+        "temperature": body.temperature,
+    }
+    if body.seed is not None:
+        payload["seed"] = body.seed
+    return payload
+
+
+async def generate(session: AsyncSession, ml: MLClient, body: GenerateRequest) -> ResponseView:
+    """Suggest replies to an incoming message; sync waits for them, async returns at once."""
+    message = await session.get(Message, body.message_id)
+    if message is None:
+        raise NotFound("No such message.", code="message_not_found")
+    if message.direction is not Direction.INCOMING:
+        raise Unprocessable(
+            "Suggestions are for incoming messages; this one was sent by you.",
+            code="not_incoming",
+        )
+    context = await build_context(session, message.id, max_history=body.context.max_history)
+    row = GeneratedResponse(
+        message_id=message.id,
+        prompt=context.prompt,
+        status=ResponseStatus.GENERATING,
+        candidates=[],
+    )
+    session.add(row)
+    # Commit before calling the ML service: never hold a transaction across a slow call.
+    await session.commit()
+    payload = _ml_payload(body, context.prompt)
+    try:
+        if body.run_async:
+            row.ml_job_id = await ml.generate_async(payload)
+        else:
+            _complete(row, await ml.generate(payload))
+    except AppError as exc:
+        _fail(row, exc.detail)
+        exc.keep_changes = True
+        raise
+    log.info(
+        "response_requested",
+        response_id=str(row.id),
+        message_id=str(message.id),
+        mode="async" if body.run_async else "sync",
+        candidates=len(row.candidates),
+    )
+    return ResponseView(row, message.conversation_id)
+
+
+def _complete(row: GeneratedResponse, generation: Generation) -> None:
+    row.candidates = [c.model_dump() for c in generation.candidates]
+    row.response = generation.response
+    row.confidence = generation.confidence
+    row.model_version = generation.model_version
+    row.status = ResponseStatus.COMPLETED
+    row.generated_at = utcnow()
+    row.error = None
+
+
+def _fail(row: GeneratedResponse, reason: str) -> None:
+    row.status = ResponseStatus.FAILED
+    row.error = reason
+    log.warning("response_failed", response_id=str(row.id))
+
+
+async def get_response(session: AsyncSession, ml: MLClient, response_id: uuid.UUID) -> ResponseView:
+    """The suggestion; while an async one is generating, ask the ML service how it went."""
+    view = await _load(session, response_id)
+    row = view.row
+    if row.status is ResponseStatus.GENERATING and row.ml_job_id:
+        job_id = row.ml_job_id
+        await session.commit()  # don't hold a transaction across the ML call
+        try:
+            state = await ml.job(job_id)
+        except AppError:
+            return view  # the ML service is down or slow: still generating as far as we know
+        if state is None:
+            _fail(row, "The ML service no longer knows this job (was it restarted?).")
+        elif state.status == "completed" and state.result is not None:
+            _complete(row, state.result)
+        elif state.status == "failed":
+            _fail(row, state.error or "The generation job failed.")
+    return view
+
+
+async def _load(session: AsyncSession, response_id: uuid.UUID) -> ResponseView:
+    found = (
+        await session.execute(
+            select(GeneratedResponse, Message.conversation_id, TrainingSample.id)
+            .join(Message, Message.id == GeneratedResponse.message_id)
+            .outerjoin(TrainingSample, TrainingSample.response_id == GeneratedResponse.id)
+            .where(GeneratedResponse.id == response_id)
+        )
+    ).one_or_none()
+    if found is None:
+        raise NotFound("No such response.", code="response_not_found")
+    row, conversation_id, sample_id = found
+    return ResponseView(row, conversation_id, sample_id)
+
+
+def encode_cursor(row: GeneratedResponse) -> str:
+    return base64.urlsafe_b64encode(f"{row.created_at.isoformat()}|{row.id}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[Any, uuid.UUID]:
+    from datetime import datetime
+
+    try:
+        created, _, row_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        return datetime.fromisoformat(created), uuid.UUID(row_id)
+    except ValueError:
+        raise BadRequest("The cursor is not valid.", code="invalid_cursor") from None
+
+
+async def list_responses(
+    session: AsyncSession,
+    *,
+    conversation_id: uuid.UUID | None,
+    message_id: uuid.UUID | None,
+    status: ResponseStatus | None,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[ResponseView], str | None]:
+    """Newest first, keyset-paginated."""
+    query = (
+        select(GeneratedResponse, Message.conversation_id, TrainingSample.id)
+        .join(Message, Message.id == GeneratedResponse.message_id)
+        .outerjoin(TrainingSample, TrainingSample.response_id == GeneratedResponse.id)
+    )
+    if conversation_id is not None:
+        query = query.where(Message.conversation_id == conversation_id)
+    if message_id is not None:
+        query = query.where(GeneratedResponse.message_id == message_id)
+    if status is not None:
+        query = query.where(GeneratedResponse.status == status)
+    if cursor:
+        created, row_id = decode_cursor(cursor)
+        query = query.where(
+            tuple_(GeneratedResponse.created_at, GeneratedResponse.id) < (created, row_id)
+        )
+    query = query.order_by(GeneratedResponse.created_at.desc(), GeneratedResponse.id.desc())
+    rows = (await session.execute(query.limit(limit + 1))).all()
+    views = [ResponseView(row, conv, sample) for row, conv, sample in rows[:limit]]
+    next_cursor = encode_cursor(rows[limit - 1][0]) if len(rows) > limit else None
+    return views, next_cursor
+
+
+async def act(session: AsyncSession, response_id: uuid.UUID, body: ActionRequest) -> ResponseView:
+    """Accept, edit or reject a completed suggestion; accept and edit create a sample."""
+    view = await _load(session, response_id)
+    row = view.row
+    if row.status is not ResponseStatus.COMPLETED:
+        if row.status in (ResponseStatus.GENERATING, ResponseStatus.FAILED):
+            raise Conflict(f"This suggestion is {row.status.value}; nothing to act on.")
+        raise Conflict(f"This suggestion was already {row.status.value}.", code="already_acted")
+    index = body.candidate_index or 0
+    if index >= len(row.candidates):
+        raise Unprocessable(
+            f"candidateIndex {index} is out of range: there are {len(row.candidates)} candidates."
+        )
+    new_status = {
+        "accept": ResponseStatus.ACCEPTED,
+        "edit": ResponseStatus.EDITED,
+        "reject": ResponseStatus.REJECTED,
+    }[body.action]
+    # Conditional update: of two concurrent actions on one suggestion, exactly one wins.
+    claimed = await session.execute(
+        update(GeneratedResponse)
+        .where(
+            GeneratedResponse.id == row.id,
+            GeneratedResponse.status == ResponseStatus.COMPLETED,
+        )
+        .values(status=new_status, acted_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        raise Conflict("This suggestion was already acted on.", code="already_acted")
+    await session.refresh(row)
+    sample: TrainingSample | None = None
+    if body.action == "reject":
+        row.rejection_reason = body.rejection_reason
+    else:
+        chosen = row.candidates[index]
+        row.chosen_index = index
+        if body.action == "accept":
+            row.response = chosen["text"]
+            confidence = chosen.get("confidence")
+            quality = UNKNOWN_CONFIDENCE_QUALITY if confidence is None else float(confidence)
+            text, source = chosen["text"], SampleSource.ACCEPTED
+        else:
+            assert body.edited_response is not None
+            row.edited_response = body.edited_response.strip()
+            text, source = row.edited_response, SampleSource.EDITED
+            quality = EDITED_QUALITY
+        sample = TrainingSample(
+            input_context=row.prompt,
+            expected_output=text,
+            source=source,
+            quality=min(max(quality, 0.0), 1.0),
+            response_id=row.id,
+            conversation_id=view.conversation_id,
+        )
+        session.add(sample)
+        await session.flush()
+    log.info(
+        "response_action",
+        response_id=str(row.id),
+        action=body.action,
+        sample_id=str(sample.id) if sample else None,
+    )
+    return ResponseView(row, view.conversation_id, sample.id if sample else None)

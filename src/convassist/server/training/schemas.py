@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from convassist.core.schemas import APIModel, RequestModel
+from convassist.server.models import SampleSource, TrainingStatus
+
+MAX_TEXT = 20_000
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+class SampleOut(APIModel):
+    id: uuid.UUID
+    input_context: str
+    expected_output: str
+    source: SampleSource
+    quality: float
+    response_id: uuid.UUID | None
+    conversation_id: uuid.UUID | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class SamplePage(APIModel):
+    items: list[SampleOut]
+    next_cursor: str | None
+    total: int
+
+
+class SampleCreate(RequestModel):
+    """A manual sample: a conversation prompt (seed format, ending with `Me:`) and the reply."""
+
+    input_context: str = Field(min_length=1, max_length=MAX_TEXT)
+    expected_output: str = Field(min_length=1, max_length=MAX_TEXT)
+    quality: float = Field(1.0, ge=0.0, le=1.0)
+    conversation_id: uuid.UUID | None = None
+
+    _check_context = field_validator("input_context")(_not_blank)
+    _check_output = field_validator("expected_output")(_not_blank)
+
+
+class SampleUpdate(RequestModel):
+    input_context: str | None = Field(None, min_length=1, max_length=MAX_TEXT)
+    expected_output: str | None = Field(None, min_length=1, max_length=MAX_TEXT)
+    quality: float | None = Field(None, ge=0.0, le=1.0)
+
+    @field_validator("input_context", "expected_output")
+    @classmethod
+    def _not_blank(cls, value: str | None) -> str | None:
+        return None if value is None else _not_blank(value)
+
+
+class JobCreate(RequestModel):
+    base_model: str | None = Field(
+        None, max_length=200, description="Manifest id; default: the model being served."
+    )
+    epochs: int = Field(2, ge=1, le=20)
+    learning_rate: float = Field(2e-4, gt=0, le=1e-2)
+    lora_rank: int = Field(16, ge=1, le=64)
+    min_quality: float = Field(0.0, ge=0, le=1, description="Skip samples below this quality.")
+    include_history: bool = Field(
+        False, description="Also learn from your own past replies in synced conversations."
+    )
+
+
+class JobOut(APIModel):
+    id: uuid.UUID
+    base_model: str
+    status: TrainingStatus
+    progress: int
+    epochs: int
+    learning_rate: float
+    lora_rank: int
+    min_quality: float
+    include_history: bool
+    sample_count: int
+    output_path: str | None
+    adapter_id: str | None
+    error: str | None
+    metrics: dict[str, Any]
+    started_at: datetime | None
+    completed_at: datetime | None
+    created_at: datetime

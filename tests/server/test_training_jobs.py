@@ -1,0 +1,139 @@
+"""Training jobs on the server: history samples, snapshots, failures, mirroring the ML job."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from convassist.server.ml_client import MLClient
+from convassist.server.models import TrainingJob
+from convassist.server.training.history import history_samples
+from convassist.server.training.jobs import snapshot_path
+from tests.support.services import free_port
+
+pytestmark = pytest.mark.asyncio
+
+START = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
+
+
+def _message(i: int, direction: str, text: str | None, **extra: object) -> dict[str, object]:
+    return {
+        "imessageGuid": f"m-{i}",
+        "senderId": None if direction == "outgoing" else "+15550001111",
+        "direction": direction,
+        "text": text,
+        "sentAt": (START + timedelta(minutes=i)).isoformat(),
+        **extra,
+    }
+
+
+async def _sync(
+    device_client: httpx.AsyncClient, chat: str, messages: list[dict[str, object]]
+) -> None:
+    resp = await device_client.post(
+        "/api/sync/messages",
+        json={"conversationId": chat, "participants": ["+15550001111"], "messages": messages},
+    )
+    assert resp.status_code == 200, resp.text
+
+
+async def test_history_samples_are_the_owners_replies_to_incoming_messages(
+    app: object, device_client: httpx.AsyncClient
+) -> None:
+    await _sync(
+        device_client,
+        "chat-a",
+        [
+            _message(0, "outgoing", "morning!"),  # opens the chat: nothing to answer yet
+            _message(1, "incoming", "hey, lunch today?"),
+            _message(2, "incoming", "Loved “morning!”", messageType="reaction"),
+            _message(3, "outgoing", "yes\nwhere?"),  # answers line 1
+            _message(4, "outgoing", "thai place?"),  # same turn: not a new sample
+            _message(5, "incoming", "deal"),
+            _message(6, "outgoing", "oops", isUnsent=True),
+            _message(7, "outgoing", None, messageType="attachment"),
+            _message(8, "outgoing", "see you at 12"),
+        ],
+    )
+    async with app.state.sessionmaker() as session:  # type: ignore[attr-defined]
+        samples = [s async for s in history_samples(session, max_history=3)]
+    assert [(s.prompt, s.completion) for s in samples] == [
+        ("Me: morning!\nThem: hey, lunch today?\nMe:", "yes where?"),
+        ("Me: yes where?\nMe: thai place?\nThem: deal\nMe:", "see you at 12"),
+    ]
+
+
+async def test_no_samples_is_a_clear_422_and_creates_no_job(
+    app: object, owner_client: httpx.AsyncClient, ml_service_url: str
+) -> None:
+    app.state.ml_client = MLClient(ml_service_url, timeout=30)  # type: ignore[attr-defined]
+    resp = await owner_client.post("/api/training/jobs", json={"epochs": 1})
+    assert resp.status_code == 422
+    assert resp.json()["error"] == "no_samples"
+    assert "includeHistory" in resp.json()["detail"]
+    assert (await owner_client.get("/api/training/jobs")).json() == []
+
+
+async def test_bad_job_parameters_are_refused(owner_client: httpx.AsyncClient) -> None:
+    for body in ({"epochs": 0}, {"learningRate": 1.0}, {"loraRank": 0}, {"minQuality": 2}):
+        resp = await owner_client.post("/api/training/jobs", json={**body, "baseModel": "x"})
+        assert resp.status_code == 422, body
+
+
+async def test_ml_service_down_fails_the_job_with_the_reason(
+    app: object, settings: object, owner_client: httpx.AsyncClient
+) -> None:
+    await owner_client.post(
+        "/api/training/samples",
+        json={"inputContext": "Them: hi\nMe:", "expectedOutput": "hey you"},
+    )
+    dead = f"http://127.0.0.1:{free_port()}"
+    app.state.ml_client = MLClient(dead, timeout=5)  # type: ignore[attr-defined]
+    resp = await owner_client.post(
+        "/api/training/jobs", json={"epochs": 1, "baseModel": "smollm2-135m-instruct"}
+    )
+    assert resp.status_code == 503
+    assert resp.json()["detail"] == f"The ML service is not reachable at {dead}."
+    jobs = (await owner_client.get("/api/training/jobs")).json()
+    assert len(jobs) == 1
+    assert jobs[0]["status"] == "failed"
+    assert jobs[0]["error"] == f"The ML service is not reachable at {dead}."
+    assert jobs[0]["sampleCount"] == 1
+    snapshot = snapshot_path(settings.data_dir, uuid.UUID(jobs[0]["id"]))  # type: ignore[attr-defined]
+    records = [json.loads(line) for line in Path(snapshot).read_text().splitlines()]
+    assert [(r["prompt"], r["completion"], r["source"]) for r in records] == [
+        ("Them: hi\nMe:", "hey you", "manual")
+    ]
+    cancel = await owner_client.post(f"/api/training/jobs/{jobs[0]['id']}/cancel")
+    assert cancel.status_code == 409
+
+
+async def test_a_job_the_ml_service_lost_becomes_failed(
+    app: object, owner_client: httpx.AsyncClient, ml_service_url: str
+) -> None:
+    async with app.state.sessionmaker() as session:  # type: ignore[attr-defined]
+        job = TrainingJob(
+            base_model="smollm2-135m-instruct",
+            status="training",
+            progress=40,
+            epochs=1,
+            learning_rate=1e-4,
+            ml_job_id=str(uuid.uuid4()),
+            metrics={},
+        )
+        session.add(job)
+        await session.commit()
+        job_id = job.id
+    app.state.ml_client = MLClient(ml_service_url, timeout=30)  # type: ignore[attr-defined]
+    state = (await owner_client.get(f"/api/training/jobs/{job_id}")).json()
+    assert state["status"] == "failed"
+    assert "no longer knows this job" in state["error"]
+    async with app.state.sessionmaker() as session:  # type: ignore[attr-defined]
+        stored = await session.scalar(sa.select(TrainingJob.status).where(TrainingJob.id == job_id))
+    assert stored == "failed"

@@ -1,0 +1,90 @@
+"""Real services started as subprocesses for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def clean_env(**overrides: str) -> dict[str, str]:
+    """The current environment without any Conversation Assistant settings, plus overrides."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DB_", "CONVASSIST_", "ML_SERVICE_"))
+        and k not in ("DATABASE_URL", "REDIS_URL")
+    }
+    env.update(overrides)
+    return env
+
+
+def wait_healthy(url: str, process: subprocess.Popen[str], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            output = process.stdout.read() if process.stdout else ""
+            raise RuntimeError(f"process exited ({process.returncode}): {output[-2000:]}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"{url} did not become healthy in {timeout} s")
+
+
+@contextmanager
+def running(
+    args: list[str], health_url: str, env: dict[str, str], log_path: Path | None = None
+) -> Iterator[subprocess.Popen[str]]:
+    """Run `python -m convassist <args>` until the block ends; stop it cleanly."""
+    stdout = open(log_path, "w") if log_path else subprocess.PIPE  # noqa: SIM115
+    process = subprocess.Popen(
+        [sys.executable, "-m", "convassist", *args],
+        env=env,
+        stdout=stdout,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_healthy(health_url, process)
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if log_path:
+            stdout.close()  # type: ignore[union-attr]
+
+
+@contextmanager
+def ml_service(tmp_dir: Path, **env: str) -> Iterator[str]:
+    """The real ML service with the default model; yields its base URL."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    environment = clean_env(
+        CONVASSIST_DATA_DIR=str(tmp_dir / "ml-data"),
+        CONVASSIST_LOG_FORMAT="json",
+        ML_SERVICE_MODELS_DIR=str(tmp_dir / "models"),
+        **env,
+    )
+    with running(["ml", "--port", str(port)], f"{base}/health", environment, tmp_dir / "ml.log"):
+        yield base
