@@ -94,24 +94,37 @@ class BodySizeLimitMiddleware:
                 await _too_large(self.max_bytes)(scope, receive, send)
                 return
         received = 0
+        exceeded = False
+        started = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            # Past the limit the app sees a disconnect (it stops reading) and we answer 413.
+            nonlocal received, exceeded
+            if exceeded:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise _BodyTooLarge
+                    exceeded = True
+                    return {"type": "http.disconnect"}
             return message
 
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if exceeded:
+                return  # whatever the app says about the cut-off body, the answer is 413
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
         try:
-            await self.app(scope, limited_receive, send)
-        except _BodyTooLarge:
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            if not exceeded:
+                raise
+        if exceeded and not started:
             await _too_large(self.max_bytes)(scope, receive, send)
-
-
-class _BodyTooLarge(Exception):
-    pass
 
 
 def _too_large(max_bytes: int) -> JSONResponse:
@@ -172,6 +185,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def http_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 400 and str(exc.detail).startswith("There was an error parsing"):
+            return error_response(
+                400, "invalid_json", "Request body is not valid JSON (or not valid UTF-8)."
+            )
         code = _STATUS_CODES.get(exc.status_code, "http_error")
         return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
 

@@ -38,7 +38,8 @@ def get_ml_client(request: Request) -> MLClient:
     return client
 
 
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+# scope="function": commit before the response is sent, so a 200 means the data is stored.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 SettingsDep = Annotated[ServerSettings, Depends(get_settings)]
 MLDep = Annotated[MLClient, Depends(get_ml_client)]
 

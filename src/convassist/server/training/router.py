@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from convassist.server.deps import MLDep, OwnerDep, SessionDep, SettingsDep
@@ -55,10 +55,10 @@ async def list_samples(
 
 
 @router.get("/samples/export", response_class=StreamingResponse)
-async def export_samples(_: OwnerDep, session: SessionDep, filters: FilterDep) -> StreamingResponse:
+async def export_samples(_: OwnerDep, request: Request, filters: FilterDep) -> StreamingResponse:
     """The matching samples as JSONL (`prompt`, `completion`, `quality`, …), oldest first."""
     return StreamingResponse(
-        service.export_jsonl(session, filters),
+        service.export_jsonl(request.app.state.sessionmaker, filters),
         media_type="application/x-ndjson",
         headers={"Content-Disposition": 'attachment; filename="training-samples.jsonl"'},
     )

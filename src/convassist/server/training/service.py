@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Select, func, select, tuple_
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from convassist.core.errors import BadRequest, NotFound
 from convassist.server.models import SampleSource, TrainingSample
@@ -122,12 +122,16 @@ def jsonl_record(sample: TrainingSample) -> dict[str, object]:
 
 
 async def export_jsonl(
-    session: AsyncSession, filters: SampleFilter, *, chunk: int = 500
+    maker: async_sessionmaker[AsyncSession], filters: SampleFilter, *, chunk: int = 500
 ) -> AsyncIterator[str]:
-    """Stream the matching samples, oldest first, one JSON object per line."""
+    """Stream the matching samples, oldest first, one JSON object per line.
+
+    The stream outlives the request's session, so it reads in a session of its own.
+    """
     query = filters.apply(select(TrainingSample)).order_by(
         TrainingSample.created_at, TrainingSample.id
     )
-    result = await session.stream_scalars(query.execution_options(yield_per=chunk))
-    async for sample in result:
-        yield json.dumps(jsonl_record(sample), ensure_ascii=False) + "\n"
+    async with maker() as session:
+        result = await session.stream_scalars(query.execution_options(yield_per=chunk))
+        async for sample in result:
+            yield json.dumps(jsonl_record(sample), ensure_ascii=False) + "\n"

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import Field
+
+from convassist.core.schemas import APIModel
+from convassist.server.models import Direction, MessageType
+
+
+class ParticipantOut(APIModel):
+    handle: str
+    display_name: str | None = Field(description="The contact's name for this handle, if known.")
+
+
+class ConversationOut(APIModel):
+    id: uuid.UUID
+    imessage_id: str = Field(description="The chat guid from chat.db.")
+    display_name: str = Field(
+        description="The chat's name, else its participants' contact names (or handles)."
+    )
+    is_group: bool
+    participants: list[ParticipantOut]
+    message_count: int
+    last_message_at: datetime | None
+    service: str | None
+
+
+class ConversationPage(APIModel):
+    items: list[ConversationOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at end.")
+
+
+class MessageOut(APIModel):
+    id: uuid.UUID
+    imessage_guid: str
+    sender_id: str | None
+    sender_name: str | None = Field(description="The sender's contact name, if known.")
+    direction: Direction
+    message_type: MessageType
+    text: str | None
+    sent_at: datetime
+    edited_at: datetime | None
+    is_unsent: bool
+    reply_to_guid: str | None
+
+
+class MessagePage(APIModel):
+    items: list[MessageOut] = Field(description="Oldest first within the page.")
+    next_cursor: str | None = Field(
+        description="Pass as `before` for the page of older messages; null when none are left."
+    )
+
+
+class ContextOut(APIModel):
+    conversation_id: uuid.UUID
+    message_id: uuid.UUID
+    prompt: str = Field(description="The seed prompt format, ending with `Me:`.")
+    message_count: int = Field(description="How many messages the prompt contains.")

@@ -1,0 +1,281 @@
+"""Browsing conversations and messages, and building the prompt context for a message.
+
+Pagination is keyset-based with opaque cursors (base64url JSON of the last row's sort key):
+conversations newest first by `last_message_at` (never-active ones last) then id;
+messages backwards in time by `(sent_at, id)`, served from the (conversation_id, sent_at, id)
+index. Names resolve through contacts by handle (`contacts.apple_id`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, and_, exists, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from convassist.core.errors import BadRequest, NotFound
+from convassist.core.prompt import ChatLine, clean_text, render_prompt
+from convassist.server.conversations.schemas import (
+    ConversationOut,
+    ConversationPage,
+    MessageOut,
+    MessagePage,
+    ParticipantOut,
+)
+from convassist.server.models import (
+    Contact,
+    Conversation,
+    ConversationParticipant,
+    Direction,
+    Message,
+    MessageType,
+)
+
+
+def encode_cursor(at: datetime | None, row_id: uuid.UUID) -> str:
+    payload = json.dumps({"t": at.isoformat() if at else None, "id": str(row_id)})
+    return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime | None, uuid.UUID]:
+    """The (timestamp, id) in a cursor; 400 `invalid_cursor` for anything else."""
+    try:
+        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        at = datetime.fromisoformat(data["t"]) if data["t"] is not None else None
+        if at is not None and at.tzinfo is None:
+            raise ValueError("naive timestamp")
+        return at, uuid.UUID(data["id"])
+    except (ValueError, TypeError, KeyError, AttributeError, binascii.Error):
+        raise BadRequest(
+            "The cursor is not valid; start again without it.", code="invalid_cursor"
+        ) from None
+
+
+def _participants_by_conversation(
+    rows: Sequence[tuple[uuid.UUID, str, str | None]],
+) -> dict[uuid.UUID, list[ParticipantOut]]:
+    grouped: dict[uuid.UUID, list[ParticipantOut]] = defaultdict(list)
+    for conversation_id, handle, name in rows:
+        grouped[conversation_id].append(ParticipantOut(handle=handle, display_name=name))
+    return grouped
+
+
+async def _conversation_views(
+    session: AsyncSession, conversations: Sequence[Conversation]
+) -> list[ConversationOut]:
+    """Conversations with their participants and resolved names (one extra query)."""
+    if not conversations:
+        return []
+    rows = await session.execute(
+        select(
+            ConversationParticipant.conversation_id,
+            ConversationParticipant.handle,
+            Contact.display_name,
+        )
+        .outerjoin(Contact, Contact.apple_id == ConversationParticipant.handle)
+        .where(ConversationParticipant.conversation_id.in_([c.id for c in conversations]))
+        .order_by(ConversationParticipant.handle)
+    )
+    participants = _participants_by_conversation(rows.all())
+    views = []
+    for conversation in conversations:
+        people = participants.get(conversation.id, [])
+        name = (
+            conversation.display_name
+            or ", ".join(p.display_name or p.handle for p in people)
+            or conversation.imessage_id
+        )
+        views.append(
+            ConversationOut(
+                id=conversation.id,
+                imessage_id=conversation.imessage_id,
+                display_name=name,
+                is_group=conversation.is_group,
+                participants=people,
+                message_count=conversation.message_count,
+                last_message_at=conversation.last_message_at,
+                service=conversation.service,
+            )
+        )
+    return views
+
+
+def _search(q: str) -> ColumnElement[bool]:
+    """Case-insensitive substring over the chat name, participant handles and their names."""
+    matching_participant = (
+        select(ConversationParticipant.id)
+        .outerjoin(Contact, Contact.apple_id == ConversationParticipant.handle)
+        .where(
+            ConversationParticipant.conversation_id == Conversation.id,
+            or_(
+                ConversationParticipant.handle.icontains(q, autoescape=True),
+                Contact.display_name.icontains(q, autoescape=True),
+            ),
+        )
+    )
+    return or_(
+        Conversation.display_name.icontains(q, autoescape=True), exists(matching_participant)
+    )
+
+
+async def list_conversations(
+    session: AsyncSession, *, q: str | None, limit: int, cursor: str | None
+) -> ConversationPage:
+    stmt = select(Conversation)
+    if q and q.strip():
+        stmt = stmt.where(_search(q.strip()))
+    if cursor:
+        at, after_id = decode_cursor(cursor)
+        if at is None:
+            stmt = stmt.where(Conversation.last_message_at.is_(None), Conversation.id < after_id)
+        else:
+            stmt = stmt.where(
+                or_(
+                    Conversation.last_message_at < at,
+                    and_(Conversation.last_message_at == at, Conversation.id < after_id),
+                    Conversation.last_message_at.is_(None),
+                )
+            )
+    stmt = stmt.order_by(
+        Conversation.last_message_at.desc().nulls_last(), Conversation.id.desc()
+    ).limit(limit + 1)
+    conversations = list((await session.execute(stmt)).scalars())
+    next_cursor = None
+    if len(conversations) > limit:
+        conversations = conversations[:limit]
+        last = conversations[-1]
+        next_cursor = encode_cursor(last.last_message_at, last.id)
+    return ConversationPage(
+        items=await _conversation_views(session, conversations), next_cursor=next_cursor
+    )
+
+
+async def _get(session: AsyncSession, conversation_id: uuid.UUID) -> Conversation:
+    conversation = await session.get(Conversation, conversation_id)
+    if conversation is None:
+        raise NotFound("No such conversation.", code="conversation_not_found")
+    return conversation
+
+
+async def get_conversation(session: AsyncSession, conversation_id: uuid.UUID) -> ConversationOut:
+    return (await _conversation_views(session, [await _get(session, conversation_id)]))[0]
+
+
+async def list_messages(
+    session: AsyncSession, conversation_id: uuid.UUID, *, before: str | None, limit: int
+) -> MessagePage:
+    """One page of messages older than `before` (newest page first), oldest first within."""
+    await _get(session, conversation_id)
+    stmt = (
+        select(Message, Contact.display_name)
+        .outerjoin(Contact, Contact.apple_id == Message.sender_id)
+        .where(Message.conversation_id == conversation_id)
+    )
+    if before:
+        at, before_id = decode_cursor(before)
+        if at is None:
+            raise BadRequest(
+                "The cursor is not valid; start again without it.", code="invalid_cursor"
+            )
+        stmt = stmt.where(
+            or_(Message.sent_at < at, and_(Message.sent_at == at, Message.id < before_id))
+        )
+    stmt = stmt.order_by(Message.sent_at.desc(), Message.id.desc()).limit(limit + 1)
+    rows = (await session.execute(stmt)).all()
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        oldest = rows[-1][0]
+        next_cursor = encode_cursor(oldest.sent_at, oldest.id)
+    items = [
+        MessageOut(
+            id=message.id,
+            imessage_guid=message.imessage_guid,
+            sender_id=message.sender_id,
+            sender_name=name,
+            direction=message.direction,
+            message_type=message.message_type,
+            text=message.text,
+            sent_at=message.sent_at,
+            edited_at=message.edited_at,
+            is_unsent=message.is_unsent,
+            reply_to_guid=message.reply_to_guid,
+        )
+        for message, name in reversed(rows)
+    ]
+    return MessagePage(items=items, next_cursor=next_cursor)
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltContext:
+    """The prompt for replying at one message, with the lines it was rendered from."""
+
+    conversation_id: uuid.UUID
+    message_id: uuid.UUID
+    is_group: bool
+    lines: list[ChatLine]
+    prompt: str
+
+
+async def build_context(
+    session: AsyncSession,
+    message_id: uuid.UUID,
+    *,
+    max_history: int = 10,
+    conversation_id: uuid.UUID | None = None,
+) -> BuiltContext:
+    """The last `max_history` text messages up to and including `message_id`, as a prompt.
+
+    Only messages with text count: reactions, unsent messages and attachments without a
+    caption are left out. Ties on `sent_at` are broken by id. In group chats incoming lines
+    carry the sender's contact name (else the handle). 404 if the message is unknown or,
+    when `conversation_id` is given, belongs to another conversation.
+    """
+    target = await session.get(Message, message_id)
+    if target is None or (
+        conversation_id is not None and target.conversation_id != conversation_id
+    ):
+        raise NotFound("No such message in this conversation.", code="message_not_found")
+    conversation = await _get(session, target.conversation_id)
+    rows = (
+        await session.execute(
+            select(Message.direction, Message.sender_id, Message.text, Contact.display_name)
+            .outerjoin(Contact, Contact.apple_id == Message.sender_id)
+            .where(
+                Message.conversation_id == target.conversation_id,
+                or_(
+                    Message.sent_at < target.sent_at,
+                    and_(Message.sent_at == target.sent_at, Message.id <= target.id),
+                ),
+                Message.text.is_not(None),
+                Message.text != "",
+                Message.message_type != MessageType.REACTION,
+                Message.is_unsent.is_(False),
+            )
+            .order_by(Message.sent_at.desc(), Message.id.desc())
+            .limit(max_history)
+        )
+    ).all()
+    lines = [
+        ChatLine(
+            speaker="me" if direction is Direction.OUTGOING else "them",
+            text=text,
+            name=contact_name or sender_id,
+        )
+        for direction, sender_id, text, contact_name in reversed(rows)
+        if text is not None and clean_text(text)
+    ]
+    return BuiltContext(
+        conversation_id=conversation.id,
+        message_id=target.id,
+        is_group=conversation.is_group,
+        lines=lines,
+        prompt=render_prompt(lines, group=conversation.is_group),
+    )
