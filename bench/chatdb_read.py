@@ -9,17 +9,34 @@ in the same run, times
 
 The goal is reader ≥ 0.5x raw. Best of `--repeat` runs each, alternating.
 
+Then (unless `--no-sync`) it times a full first sync of the same chat.db into a real server:
+a fresh PostgreSQL database on `--postgres`, migrated, the API server (uvicorn) on 127.0.0.1 in
+a subprocess, a device registered and approved through the API, and the agent's own
+`sync_once` (windows, per-chat batches, cursor commits, HTTP) with `--batch` and
+`--concurrency`; then a second sync, which must send nothing. The server's row count is checked.
+
     .venv/bin/python bench/chatdb_read.py [--messages 100000] [--page 1000] [--repeat 3]
+        [--no-sync] [--postgres postgresql://postgres@127.0.0.1:5432] [--batch 500]
+        [--concurrency 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
+import socket
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from datetime import datetime
 from pathlib import Path
+
+import asyncpg
+import httpx
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -28,7 +45,25 @@ from tests.agent.chatdb_factory import CHATDB_FIXTURES, FIXTURE_DB, build_chatdb
 
 from convassist.agent import typedstream  # noqa: E402
 from convassist.agent.chatdb import ChatCursor, ChatDB  # noqa: E402
+from convassist.agent.client import TokenGrant  # noqa: E402
+from convassist.agent.registration import save_grant  # noqa: E402
+from convassist.agent.runner import sync_once  # noqa: E402
+from convassist.agent.settings import AgentSettings  # noqa: E402
 from convassist.core.logging import configure_logging  # noqa: E402
+from convassist.server import migrate  # noqa: E402
+
+PASSWORD = "benchmark password"
+SERVER = """
+import sys
+import uvicorn
+from convassist.core.logging import configure_logging
+from convassist.core.settings import ServerSettings
+from convassist.server.app import create_app
+
+configure_logging("WARNING", "json", component="server")
+uvicorn.run(create_app(ServerSettings()), host="127.0.0.1", port=int(sys.argv[1]),
+            log_config=None, access_log=False, server_header=False)
+"""
 
 
 def time_raw(path: Path, sql: str, page: int) -> tuple[float, int]:
@@ -59,11 +94,115 @@ def time_reader(path: Path, page: int) -> tuple[float, int]:
         return time.perf_counter() - start, count
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def pg_admin(pg: str, statement: str) -> None:
+    conn = await asyncpg.connect(f"{pg}/postgres")
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+async def register(base: str, state_dir: Path) -> AgentSettings:
+    """Owner password, device register → approve → verify; the token saved like the CLI does."""
+    from convassist.core.db import create_engine, create_sessionmaker
+    from convassist.server.auth.service import set_owner_password
+
+    async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+        for _ in range(300):
+            try:
+                if (await client.get("/api/health")).status_code == 200:
+                    break
+            except httpx.TransportError:
+                await asyncio.sleep(0.1)
+        database_url = os.environ["DATABASE_URL"]
+        engine = create_engine(database_url)
+        async with create_sessionmaker(engine)() as session:
+            await set_owner_password(session, PASSWORD)
+            await session.commit()
+        await engine.dispose()
+        login = await client.post("/api/auth/login", json={"password": PASSWORD})
+        owner = {"Authorization": f"Bearer {login.json()['token']}"}
+        device = {"name": "bench", "hardwareId": "bench", "platform": "macOS", "osVersion": "15"}
+        reg = (await client.post("/api/devices/register", json=device)).json()
+        await client.post("/api/devices/approve", json={"code": reg["code"]}, headers=owner)
+        verified = (
+            await client.post(
+                "/api/devices/verify", json={"deviceId": reg["deviceId"], "code": reg["code"]}
+            )
+        ).json()
+    settings = AgentSettings(state_dir=state_dir, token_store="file")
+    grant = TokenGrant(
+        verified["deviceId"], verified["token"], datetime.fromisoformat(verified["expiresAt"])
+    )
+    save_grant(settings, base, "bench", grant)
+    return settings
+
+
+def time_first_sync(args: argparse.Namespace, chat_db: Path, tmp: Path) -> tuple[float, int]:
+    """Wall time of the agent's first full sync into a fresh server on PostgreSQL."""
+    pg = args.postgres.rstrip("/")
+    name = f"convassist_bench_agent_{uuid.uuid4().hex[:8]}"
+    database = f"{pg}/{name}".replace("postgresql://", "postgresql+asyncpg://", 1)
+    asyncio.run(pg_admin(pg, f'CREATE DATABASE "{name}"'))
+    migrate.upgrade(database)
+    port = free_port()
+    os.environ["DATABASE_URL"] = database
+    env = {
+        **os.environ,
+        "CONVASSIST_DATA_DIR": str(tmp / "server-data"),
+        "CONVASSIST_SECRET_KEY": uuid.uuid4().hex,
+        "CONVASSIST_DEVICE_POLL_INTERVAL": "0",
+        "PYTHONPATH": str(REPO / "src"),
+    }
+    server = subprocess.Popen([sys.executable, "-c", SERVER, str(port)], env=env)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        settings = asyncio.run(register(base, tmp / "agent-state"))
+        settings.batch_size, settings.concurrency = args.batch, args.concurrency
+        start = time.perf_counter()
+        report = asyncio.run(sync_once(settings, db_path=chat_db))
+        elapsed = time.perf_counter() - start
+        start = time.perf_counter()
+        again = asyncio.run(sync_once(settings, db_path=chat_db))
+        second = time.perf_counter() - start
+
+        async def count() -> int:
+            conn = await asyncpg.connect(f"{pg}/{name}")
+            try:
+                return int(await conn.fetchval("SELECT count(*) FROM messages"))
+            finally:
+                await conn.close()
+
+        stored = asyncio.run(count())
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+        asyncio.run(pg_admin(pg, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    if stored != report.counts.inserted or again.counts.sent:
+        raise SystemExit(f"sync stored {stored}, inserted {report.counts.inserted}")
+    print(
+        f"first sync:  {report.counts.sent:,} messages in {report.batches:,} batches, "
+        f"{elapsed:.1f}s wall (batch {settings.batch_size}, concurrency {settings.concurrency})"
+    )
+    print(f"second sync: {again.counts.sent} messages sent, {second * 1000:.0f} ms")
+    return elapsed, report.counts.sent
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--page", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--no-sync", dest="sync", action="store_false")
+    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432")
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--concurrency", type=int, default=2)
     args = parser.parse_args()
     if not FIXTURE_DB.is_file():
         print(f"fixture chat.db not found at {FIXTURE_DB} (set CONVASSIST_SHARED_DIR)")
@@ -106,6 +245,7 @@ def main() -> int:
             reader_s, reader_count = time_reader(path, args.page)
             assert reader_count == count, (reader_count, count)
             raw_best, reader_best = min(raw_best, raw_s), min(reader_best, reader_s)
+        sync_s, synced = time_first_sync(args, path, Path(tmp)) if args.sync else (0.0, 0)
 
     raw_rate, reader_rate = count / raw_best, count / reader_best
     print(f"bodies on the fast path: {fast:,} of {len(bodies):,}")
@@ -114,6 +254,12 @@ def main() -> int:
     print(f"ChatDB read: {reader_rate:>10,.0f} msg/s  ({reader_best:.3f}s)")
     print(f"ratio reader/raw: {reader_rate / raw_rate:.2f}x  (goal >= 0.50x)")
     print(f"changed_since full scan: {len(changed):,} changed rows in {changes_s * 1000:.0f} ms")
+    if args.sync:
+        sync_rate = synced / sync_s
+        print(
+            f"first sync into the server: {sync_rate:>10,.0f} msg/s  "
+            f"({sync_s:.1f}s for {synced:,}; {sync_rate / raw_rate:.3f}x the raw SELECT)"
+        )
     return 0
 
 

@@ -15,7 +15,7 @@ console = Console(stderr=True)
 
 def fail(message: str, *, code: int = 1) -> NoReturn:
     """Print a one-line error for a person (no traceback) and exit non-zero."""
-    console.print(f"[bold red]Error:[/] {message}", highlight=False)
+    console.print(f"[bold red]Error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

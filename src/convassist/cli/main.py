@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from convassist import __version__
-from convassist.cli import admin, db, ml, models, server
+from convassist.cli import admin, agent, db, ml, models, server
 
 app = typer.Typer(
     name="convassist",
@@ -16,6 +16,7 @@ app = typer.Typer(
 app.add_typer(db.app, name="db")
 app.add_typer(admin.app, name="admin")
 app.add_typer(models.app, name="models")
+app.add_typer(agent.app, name="agent")
 app.command("server")(server.serve)
 app.command("up")(server.up)
 app.command("ml")(ml.serve)

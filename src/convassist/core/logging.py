@@ -39,7 +39,8 @@ def configure_logging(level: str = "INFO", fmt: LogFormat = "auto", component: s
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
+        # Not cached: reconfiguring (tests, `convassist up` children) must reach every logger.
+        cache_logger_on_first_use=False,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,

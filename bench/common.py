@@ -1,0 +1,79 @@
+"""Helpers shared by the benchmarks: ports, services in subprocesses, percentiles."""
+
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+POSTGRES = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def percentile(values: list[float], q: int) -> float:
+    """The q-th percentile (1-99), interpolated."""
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+
+
+def service_env(**overrides: str) -> dict[str, str]:
+    """This environment without Conversation Assistant settings, plus `overrides`."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DB_", "CONVASSIST_", "ML_SERVICE_"))
+        and k not in ("DATABASE_URL", "REDIS_URL")
+    }
+    env.update(overrides)
+    return env
+
+
+@contextmanager
+def convassist(args: list[str], health_url: str, env: dict[str, str], log: Path) -> Iterator[None]:
+    """Run `python -m convassist ARGS` until the block ends (its output goes to `log`)."""
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "convassist", *args], env=env, stdout=out, stderr=out
+        )
+        try:
+            deadline = time.monotonic() + 180
+            while time.monotonic() < deadline:
+                if process.poll() is not None:
+                    raise SystemExit(f"`convassist {' '.join(args)}` exited; see {log}")
+                try:
+                    if httpx.get(health_url, timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.2)
+            else:
+                raise SystemExit(f"`convassist {' '.join(args)}` did not start; see {log}")
+            yield
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+async def create_database(name: str) -> str:
+    """A new, empty PostgreSQL database; returns its asyncpg-style URL."""
+    import asyncpg
+
+    conn = await asyncpg.connect(POSTGRES)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return POSTGRES.rsplit("/", 1)[0] + f"/{name}"
