@@ -26,12 +26,12 @@ $(BIN)/python:
 # Installs are stamped so repeated runs skip pip when pyproject.toml has not changed.
 $(VENV)/.stamp-run: pyproject.toml | $(BIN)/python
 	@echo "Installing Conversation Assistant (the first build of llama-cpp-python takes minutes)…"
-	$(PIP) install --quiet -e ".[ml]"
+	$(PIP) install --quiet -e ".[ml,train]" "$(TORCH)"
 	@touch $@
 
 $(VENV)/.stamp-dev: pyproject.toml | $(BIN)/python
 	@echo "Installing Conversation Assistant with the dev tools…"
-	$(PIP) install --quiet -e ".[ml,dev]"
+	$(PIP) install --quiet -e ".[ml,train,dev]" "$(TORCH)"
 	@touch $@ $(VENV)/.stamp-run
 
 up: $(VENV)/.stamp-run

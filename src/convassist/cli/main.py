@@ -6,6 +6,7 @@ import typer
 
 from convassist import __version__
 from convassist.cli import admin, agent, db, ml, models, server
+from convassist.cli.eval import evaluate
 
 app = typer.Typer(
     name="convassist",
@@ -21,6 +22,7 @@ app.command("server")(server.serve)
 app.command("up")(server.up)
 app.command("ml")(ml.serve)
 app.command("worker")(ml.worker)
+app.command("eval")(evaluate)
 
 
 def _version(value: bool) -> None:

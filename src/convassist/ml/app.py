@@ -4,14 +4,23 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from convassist import __version__
-from convassist.core.http import add_common_middleware, install_error_handlers
+from convassist.core.http import (
+    BodySizeLimitMiddleware,
+    add_common_middleware,
+    install_error_handlers,
+)
 from convassist.ml.cache import make_cache
 from convassist.ml.jobs import make_jobs
 from convassist.ml.llm import LLMManager, load_backend
+from convassist.ml.lora.adapters import AdapterStore
+from convassist.ml.lora.jobs import TrainingJobs
+from convassist.ml.lora.serving import AdapterService
 from convassist.ml.metrics import Metrics, MetricsMiddleware
 from convassist.ml.router import MLState, router
 from convassist.ml.service import GenerationService
@@ -25,6 +34,12 @@ def create_app(settings: MLSettings | None = None, llm: LLMManager | None = None
     metrics = Metrics()
     cache = make_cache(settings)
     service = GenerationService(manager, cache, metrics)
+    adapters = AdapterService(manager, AdapterStore(settings.adapters_dir))
+
+    async def auto_activate(job: dict[str, Any]) -> None:
+        if job.get("adapterId"):
+            await adapters.activate(str(job["adapterId"]))
+
     state = MLState(
         settings=settings,
         manager=manager,
@@ -32,11 +47,16 @@ def create_app(settings: MLSettings | None = None, llm: LLMManager | None = None
         service=service,
         jobs=make_jobs(settings, service, metrics),
         metrics=metrics,
+        training=TrainingJobs(settings, manager.adapter_backend, auto_activate),
+        adapters=adapters,
     )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await adapters.restore()
+        await state.training.start()
         yield
+        await state.training.close()
         await state.jobs.close()
         await cache.close()
         if llm is None:  # the app loaded it, the app releases it
@@ -50,9 +70,34 @@ def create_app(settings: MLSettings | None = None, llm: LLMManager | None = None
     )
     app.state.ml = state
     install_error_handlers(app)
+    # Training submissions carry the samples: they get their own, larger body limit.
     add_common_middleware(
-        app, max_body_bytes=settings.max_body_bytes, quiet_paths={"/health", "/metrics"}
+        app,
+        max_body_bytes=max(settings.max_body_bytes, settings.training_max_body_bytes),
+        quiet_paths={"/health", "/metrics"},
+    )
+    app.add_middleware(
+        PathBodyLimit,
+        max_bytes=settings.max_body_bytes,
+        exempt={TRAINING_JOBS_PATH: settings.training_max_body_bytes},
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.include_router(router)
     return app
+
+
+TRAINING_JOBS_PATH = "/training/jobs"
+
+
+class PathBodyLimit:
+    """`max_bytes` for every path but the `exempt` ones, which have their own limits."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int, exempt: dict[str, int]) -> None:
+        self.default = BodySizeLimitMiddleware(app, max_bytes=max_bytes)
+        self.exempt = {
+            path: BodySizeLimitMiddleware(app, max_bytes=limit) for path, limit in exempt.items()
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        limiter = self.exempt.get(scope.get("path", ""), self.default)
+        await limiter(scope, receive, send)

@@ -5,11 +5,17 @@ reuse as `create_completion`), with stop sequences applied like `create_completi
 them. After each sampled token the loop reads that step's logits from the context to record
 the chosen token's log-probability under the model's raw distribution (temperature 1, before
 top-p), so confidence does not need `logits_all` (which would keep n_ctx * n_vocab floats).
+
+A LoRA adapter (llama.cpp's GGUF LoRA format) can be switched at run time (`set_adapter`):
+llama.cpp applies it beside the base weights, so switching is cheap and needs no reload. The
+switch happens under the same lock as generation, and the context is reset afterwards (its
+KV prefix cache was computed with the previous weights).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import threading
 from pathlib import Path
@@ -71,6 +77,7 @@ class LlamaBackend:
                 "Is it a complete GGUF model?"
             ) from exc
         self._lock = threading.Lock()
+        self._lora = LoraSwitch(self._llm)
         self._n_vocab = self._llm.n_vocab()
         self.model_id = model.model_id
         self.path = model.path
@@ -169,9 +176,52 @@ class LlamaBackend:
         log_total = peak + float(np.log(np.exp(logits - peak).sum()))
         return float(logits[token]) - log_total
 
+    def set_adapter(self, adapter_id: str | None, path: Path | None) -> None:
+        """Serve with this LoRA adapter from the next request on (None: the base model)."""
+        with self._lock:
+            self._lora.set(path)
+            self.adapter_id = adapter_id if path is not None else None
+        log.info("adapter_set", model_version=self.model_version)
+
     def close(self) -> None:
         with self._lock:
+            self._lora.set(None)
             self._llm.close()
+
+
+class LoraSwitch:
+    """The LoRA adapter (at most one) applied by a `Llama` context, switchable at run time."""
+
+    def __init__(self, llm: Any) -> None:
+        import llama_cpp
+
+        self._lib = llama_cpp
+        self._llm = llm
+        self._adapter: Any = None
+
+    def set(self, path: Path | None) -> None:
+        """Apply the adapter at `path` (None: none) and reset the context's cached prefix."""
+        lib = self._lib
+        new = None
+        if path is not None:
+            new = lib.llama_adapter_lora_init(self._llm._model.model, str(path).encode("utf-8"))
+            if not new:
+                raise ModelLoadError(f"llama.cpp cannot load the LoRA adapter {path.name}.")
+        ctx = self._llm.ctx
+        if new is None:
+            failed = lib.llama_set_adapters_lora(ctx, None, 0, None)
+        else:
+            adapters = (lib.llama_adapter_lora_p_ctypes * 1)(new)
+            scales = (ctypes.c_float * 1)(1.0)
+            failed = lib.llama_set_adapters_lora(ctx, adapters, 1, scales)
+        if failed:
+            if new is not None:
+                lib.llama_adapter_lora_free(new)
+            raise ModelLoadError("llama.cpp refused to apply the LoRA adapter.")
+        if self._adapter is not None:
+            lib.llama_adapter_lora_free(self._adapter)
+        self._adapter = new
+        self._llm.reset()
 
 
 def _first_stop(text: bytes, stops: list[bytes]) -> int | None:

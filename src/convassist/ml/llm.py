@@ -22,7 +22,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from difflib import SequenceMatcher
-from typing import Protocol
+from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from convassist.ml.errors import PromptTooLong
 from convassist.ml.settings import MLSettings
@@ -81,6 +82,18 @@ class Backend(Protocol):
     def complete(self, prompt: str, sampling: Sampling) -> Completion: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class AdapterBackend(Protocol):
+    """A backend that serves a GGUF file in process and can switch LoRA adapters on it."""
+
+    model_id: str
+    base_version: str
+    path: Path
+    adapter_id: str | None
+
+    def set_adapter(self, adapter_id: str | None, path: Path | None) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -149,6 +162,23 @@ class LLMManager:
     @property
     def model_version(self) -> str:
         return self.backend.model_version
+
+    @property
+    def adapter_backend(self) -> AdapterBackend | None:
+        """The backend, where it can serve LoRA adapters (llama); else None."""
+        return self.backend if isinstance(self.backend, AdapterBackend) else None
+
+    async def set_adapter(self, adapter_id: str | None, path: Path | None) -> str:
+        """Switch the adapter between requests (on the inference thread); the new model_version.
+
+        The inference threads run whole requests, so no request sees both adapters.
+        """
+        backend = self.adapter_backend
+        if backend is None:
+            raise TypeError(f"the {self.backend.name} backend cannot serve adapters")
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, backend.set_adapter, adapter_id, path)
+        return self.model_version
 
     async def generate(self, prompt: str, params: GenerationParams) -> Generation:
         """Run a generation on the inference threads; the event loop stays free."""

@@ -12,9 +12,13 @@ from convassist.core.errors import NotFound
 from convassist.ml.cache import ResponseCache
 from convassist.ml.jobs import JobQueue
 from convassist.ml.llm import LLMManager
+from convassist.ml.lora.jobs import TrainingJobs
+from convassist.ml.lora.serving import AdapterService
 from convassist.ml.manifest import load_manifest
 from convassist.ml.metrics import Metrics
 from convassist.ml.schemas import (
+    ActiveAdapter,
+    AdaptersResponse,
     GenerateRequest,
     GenerateResponse,
     HealthResponse,
@@ -22,6 +26,8 @@ from convassist.ml.schemas import (
     JobStatus,
     ModelInfo,
     ModelsResponse,
+    TrainingJobState,
+    TrainingRequest,
 )
 from convassist.ml.service import GenerationService
 from convassist.ml.settings import MLSettings
@@ -37,6 +43,8 @@ class MLState:
     service: GenerationService
     jobs: JobQueue
     metrics: Metrics
+    training: TrainingJobs
+    adapters: AdapterService
 
 
 def ml_state(request: Request) -> MLState:
@@ -110,3 +118,44 @@ async def models(ml: State) -> ModelsResponse:
 @router.get("/metrics", include_in_schema=False)
 async def metrics(ml: State) -> Response:
     return Response(ml.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.post("/training/jobs", response_model=TrainingJobState, status_code=202)
+async def submit_training(body: TrainingRequest, ml: State) -> TrainingJobState:
+    """Queue a LoRA training job on the served model; poll `GET /training/jobs/{jobId}`."""
+    return await ml.training.submit(body)
+
+
+@router.get("/training/jobs/{job_id}", response_model=TrainingJobState)
+async def training_job(job_id: str, ml: State) -> TrainingJobState:
+    state = await ml.training.get(job_id)
+    if state is None:
+        raise NotFound(f"No training job {job_id!r}.")
+    return state
+
+
+@router.post("/training/jobs/{job_id}/cancel", response_model=TrainingJobState)
+async def cancel_training(job_id: str, ml: State) -> TrainingJobState:
+    """Cancel a queued or running job (its process stops within seconds); 409 if finished."""
+    state = await ml.training.cancel(job_id)
+    if state is None:
+        raise NotFound(f"No training job {job_id!r}.")
+    return state
+
+
+@router.get("/adapters", response_model=AdaptersResponse)
+async def adapters(ml: State) -> AdaptersResponse:
+    """Stored LoRA adapters, newest first, and the one being served."""
+    return ml.adapters.list()
+
+
+@router.post("/adapters/deactivate", response_model=ActiveAdapter)
+async def deactivate_adapter(ml: State) -> ActiveAdapter:
+    """Serve the base model (between two requests, without a restart)."""
+    return await ml.adapters.deactivate()
+
+
+@router.post("/adapters/{adapter_id}/activate", response_model=ActiveAdapter)
+async def activate_adapter(adapter_id: str, ml: State) -> ActiveAdapter:
+    """Serve this adapter from the next request on (hot swap, no restart)."""
+    return await ml.adapters.activate(adapter_id)

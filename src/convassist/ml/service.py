@@ -44,6 +44,9 @@ class GenerationService:
         self.metrics.observe_generation(generation)
         response = GenerateResponse.from_generation(generation, total_ms=_ms(started))
         if key is not None:
+            # Keyed by the version that generated it: an adapter may have been switched
+            # while this request waited for the inference thread.
+            key = cache_key(generation.model_version, request.prompt, params)
             await self.cache.set(
                 key,
                 response.model_dump(

@@ -12,6 +12,7 @@ from convassist.core.settings import CommonSettings, default_cache_dir
 Backend = Literal["llama", "openai"]
 
 DEFAULT_QUEUE_NAME = "conv-assistant:queue:generation"
+DEFAULT_TRAINING_QUEUE_NAME = "conv-assistant:queue:training"
 
 
 def default_models_dir() -> Path:
@@ -130,6 +131,60 @@ class MLSettings(CommonSettings):
         description="Largest accepted request body.",
     )
 
+    auto_activate_adapters: bool = Field(
+        True,
+        validation_alias="ML_SERVICE_AUTO_ACTIVATE_ADAPTERS",
+        description="Serve a training job's adapter as soon as the job completes "
+        "(a job's autoActivate overrides this).",
+    )
+    train_threads: int | None = Field(
+        None,
+        validation_alias="ML_SERVICE_TRAIN_THREADS",
+        ge=1,
+        description="CPU threads of a training job; unset = every core this process may use.",
+    )
+    train_max_context: int = Field(
+        256,
+        validation_alias="ML_SERVICE_TRAIN_MAX_CONTEXT",
+        ge=32,
+        le=4096,
+        description="Tokens per training example (context + reply); older context is cut.",
+    )
+    train_batch_size: int = Field(
+        8,
+        validation_alias="ML_SERVICE_TRAIN_BATCH_SIZE",
+        ge=1,
+        le=128,
+        description="Examples per training step.",
+    )
+    train_lora_layers: int | None = Field(
+        None,
+        validation_alias="ML_SERVICE_TRAIN_LORA_LAYERS",
+        ge=1,
+        description="Put the LoRA on the top this many layers only (faster: the backward "
+        "pass stops there); unset = every layer.",
+    )
+    training_queue_name: str = Field(
+        DEFAULT_TRAINING_QUEUE_NAME,
+        validation_alias="ML_SERVICE_TRAINING_QUEUE_NAME",
+        description="Name of the SAQ training queue in Redis.",
+    )
+    training_max_body_bytes: int = Field(
+        256 * 1024 * 1024,
+        validation_alias="ML_SERVICE_TRAINING_MAX_BODY_BYTES",
+        gt=0,
+        description="Largest accepted POST /training/jobs body (it carries the samples).",
+    )
+
     @property
     def use_redis(self) -> bool:
         return self.redis_enabled and bool(self.redis_url)
+
+    @property
+    def training_dir(self) -> Path:
+        """Training jobs' files (spec, samples, progress, log), one folder per job."""
+        return self.data_dir / "ml" / "training"
+
+    @property
+    def adapters_dir(self) -> Path:
+        return self.data_dir / "adapters"

@@ -3,6 +3,10 @@
 While a job runs the worker touches it every third of its heartbeat interval; if the worker
 dies, the heartbeat stops, and the API (on `GET /jobs/{id}`) or another worker's sweep fails
 the job. Job arguments hold the prompt, so SAQ's log lines are reduced to job ids.
+
+The same process also takes training jobs from `conv-assistant:queue:training`, one at a
+time, each in a child process (`convassist.ml.lora.runner`), so the worker stays responsive;
+their state goes to the Redis hash `conv-assistant:job:<id>` (see `ml/lora/jobs.py`).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import asyncio
 import contextlib
 from typing import Any
 
+import redis.asyncio as aioredis
 from saq import Job, Worker
 from saq.types import PartialTimersDict
 
@@ -24,6 +29,8 @@ from convassist.ml.jobs import (
     saq_queue,
 )
 from convassist.ml.llm import LLMManager
+from convassist.ml.lora.jobs import TRAIN_FUNCTION, WORKER_STOPPED, RedisStore, supervise
+from convassist.ml.lora.state import JobFiles
 from convassist.ml.metrics import Metrics
 from convassist.ml.schemas import GenerateRequest
 from convassist.ml.service import GenerationService
@@ -94,8 +101,64 @@ async def _shutdown(ctx: dict[str, Any]) -> None:
     await disconnect(ctx["worker"].queue)
 
 
+async def train_job(ctx: dict[str, Any], *, job_id: str) -> dict[str, Any]:
+    """The SAQ training job function: run the job's process to its end, heartbeating."""
+    settings: MLSettings = ctx["settings"]
+    job: Job = ctx["job"]
+    state = await supervise(
+        job_id,
+        JobFiles(settings.training_dir / job_id),
+        ctx["store"],
+        stopped=WORKER_STOPPED,
+        beat=job.update,
+    )
+    return {"status": state.get("status") if state else None}
+
+
+def build_training_worker(settings: MLSettings) -> Worker[Any]:
+    """A SAQ worker for the training queue: one job at a time, each in a child process."""
+    assert settings.redis_url is not None
+    queue = saq_queue(settings.redis_url, settings.training_queue_name, socket_timeout=None)
+    timers: PartialTimersDict = {
+        "schedule": 1,
+        "worker_info": 10,
+        "sweep": SWEEP_SECONDS,
+        "abort": 1,
+    }
+    worker: Worker[Any] = Worker(
+        queue,
+        functions=[(TRAIN_FUNCTION, train_job)],
+        concurrency=1,
+        timers=timers,
+        shutdown=_shutdown_training,
+    )
+    worker.context["settings"] = settings
+    worker.context["store"] = RedisStore(aioredis.from_url(settings.redis_url))
+    return worker
+
+
+async def _shutdown_training(ctx: dict[str, Any]) -> None:
+    store: RedisStore = ctx["store"]
+    await store.close()
+    await disconnect(ctx["worker"].queue)
+
+
 async def run_worker(settings: MLSettings, manager: LLMManager) -> None:
     quiet_saq_logs()
     worker = build_worker(settings, manager)
-    log.info("worker_started", queue=settings.queue_name, model_version=manager.model_version)
-    await worker.start()
+    training = build_training_worker(settings)
+    log.info(
+        "worker_started",
+        queue=settings.queue_name,
+        training_queue=settings.training_queue_name,
+        model_version=manager.model_version,
+    )
+    # One set of signal handlers (a second worker's would replace the first's): SIGTERM or
+    # Ctrl-C stops the generation worker, which then stops the training worker.
+    training.SIGNALS = []
+    training_task = asyncio.create_task(training.start())
+    try:
+        await worker.start()
+    finally:
+        await training.stop()
+        await training_task

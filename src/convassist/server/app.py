@@ -19,6 +19,7 @@ from convassist.server.ml_client import MLClient
 from convassist.server.responses.router import router as responses_router
 from convassist.server.sync.router import router as sync_router
 from convassist.server.training.router import router as training_router
+from convassist.server.web import install as install_web
 
 
 def create_app(settings: ServerSettings | None = None) -> FastAPI:
@@ -58,4 +59,5 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         training_router,
     ):
         app.include_router(router, prefix="/api")
+    install_web(app)
     return app

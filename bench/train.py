@@ -1,0 +1,252 @@
+"""Benchmark: LoRA training speed and generation speed with an adapter, each against a baseline.
+
+Data: one person's replies from the Chit-Chat corpus (`../shared/data/chitchat`, real texting
+chats), each with the 10 messages before it rendered by the prompt renderer, as the server's
+history samples are; synthetic chats when the corpus is absent.
+
+1. Training tokens/s (tokens processed, padding excluded), in the same run on the same
+   batches (our length-bucketed batches, contexts cut to ML_SERVICE_TRAIN_MAX_CONTEXT):
+   * ours: `convassist.ml.lora.trainer.train` (bf16 autocast where the CPU has it, output
+     layer on reply tokens only, quality-weighted loss, progress callback);
+   * raw:  a plain peft/torch loop, same precision: `model(input_ids, attention_mask,
+     labels).loss`, AdamW. Goal: ours >= 0.8x raw.
+   Rounds alternate ours and raw, so both see the same machine load. Also timed once: the
+   DESIGN's naive loop (fp32, batch 8 in random order padded to the longest, contexts up to
+   384 tokens, r=16 on all linear layers), the speed the levers are measured against.
+2. Generation tokens/s of the llama.cpp backend with the trained adapter active vs without
+   (64 tokens, same seeds, alternating). Goal: >= 0.85x.
+3. With --job N: a real training job (the runner process) on N replies, end to end.
+
+    .venv/bin/python bench/train.py [--examples 128] [--rounds 2] [--job 1500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import gzip
+import json
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+CHITCHAT = REPO.parent / "shared" / "data" / "chitchat" / "dataset.json.gz"
+sys.path.insert(0, str(REPO))
+
+from convassist.core.prompt import ChatLine, render_prompt  # noqa: E402
+from convassist.ml.llm import Sampling  # noqa: E402
+from convassist.ml.lora import dataset, export, trainer  # noqa: E402
+from convassist.ml.lora.dataset import Example, Sample  # noqa: E402
+from convassist.ml.lora.state import JobFiles, JobSpec, read_json, write_json  # noqa: E402
+from convassist.ml.manifest import load_manifest  # noqa: E402
+
+HISTORY = 10
+
+
+def chitchat_samples(limit: int) -> list[Sample]:
+    """The most prolific sender's replies, each after the 10 messages before it."""
+    with gzip.open(CHITCHAT, "rt", encoding="utf-8") as handle:
+        data: dict[str, Any] = json.load(handle)
+    senders = Counter(turn[0]["sender"] for c in data.values() for turn in c["messages"])
+    me = senders.most_common(1)[0][0]
+    samples: list[Sample] = []
+    for conversation_id, conversation in data.items():
+        lines: list[ChatLine] = []
+        for turn in conversation["messages"]:
+            mine = turn[0]["sender"] == me
+            if mine and lines and turn[0]["text"].strip():
+                prompt = render_prompt(lines[-HISTORY:])
+                samples.append(Sample(prompt, turn[0]["text"], 1.0, conversation_id))
+                if len(samples) == limit:
+                    return samples
+            lines += [ChatLine("me" if mine else "them", m["text"]) for m in turn]
+    return samples
+
+
+def synthetic_samples(limit: int) -> list[Sample]:
+    rng = random.Random(0)
+    words = ["ok", "sure", "lol", "maybe", "dinner", "class", "work", "game", "movie", "later"]
+    samples = []
+    for i in range(limit):
+        lines = [
+            ChatLine("them" if j % 2 else "me", " ".join(rng.choices(words, k=rng.randint(3, 12))))
+            for j in range(HISTORY)
+        ]
+        reply = " ".join(rng.choices(words, k=rng.randint(2, 10)))
+        samples.append(Sample(render_prompt(lines), reply, 1.0, f"c{i // 5}"))
+    return samples
+
+
+def load_samples(limit: int) -> tuple[list[Sample], str]:
+    if CHITCHAT.is_file():
+        return chitchat_samples(limit), "Chit-Chat corpus"
+    return synthetic_samples(limit), "synthetic chats"
+
+
+def raw_steps(peft_model: Any, batches: list[list[Example]], pad_id: int, bf16: bool) -> float:
+    """A plain peft/torch loop over `batches`; returns seconds."""
+    params = [p for p in peft_model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=2e-4, weight_decay=0.0)
+    peft_model.train()
+    started = time.perf_counter()
+    for batch in batches:
+        ids, labels, _ = trainer.collate(batch, pad_id, multiple=1)
+        lengths = torch.tensor([len(example) for example in batch])
+        mask = (torch.arange(ids.shape[1])[None, :] < lengths[:, None]).long()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = peft_model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        torch.autograd.backward(loss)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    return time.perf_counter() - started
+
+
+def tokens(batches: list[list[Example]]) -> int:
+    return sum(len(e) for batch in batches for e in batch)
+
+
+def bench_training(
+    base: Any, examples: list[Example], rounds: int, config: trainer.TrainConfig
+) -> tuple[Any, float, float]:
+    """(our trained peft model, ours tokens/s, raw tokens/s), alternating rounds."""
+    ours_model = trainer.add_lora(copy.deepcopy(base), config)
+    raw_model = trainer.add_lora(copy.deepcopy(base), config)
+    batches = dataset.length_batches(examples, config.batch_size, random.Random(config.seed))
+    bf16 = trainer.cpu_has_bf16()
+    warm = batches[:2]  # first use of a shape sets up its kernels: not timed, for either
+    trainer.train(ours_model, [e for b in warm for e in b], config, pad_id=2)
+    raw_steps(raw_model, warm, 2, bf16)
+    ours_s, raw_s = 0.0, 0.0
+    for r in range(rounds):
+        order = [("ours", "raw"), ("raw", "ours")][r % 2]
+        for name in order:
+            if name == "ours":
+                result = trainer.train(ours_model, examples, config, pad_id=2)
+                ours_s += result.seconds
+                print(f"  round {r + 1} ours {result.tokens / result.seconds:7.1f} tokens/s")
+            else:
+                seconds = raw_steps(raw_model, batches, 2, bf16)
+                raw_s += seconds
+                print(f"  round {r + 1} raw  {tokens(batches) / seconds:7.1f} tokens/s")
+    total = tokens(batches) * rounds
+    return ours_model, total / ours_s, total / raw_s
+
+
+def bench_naive(base: Any, samples: list[Sample], tok: dataset.LlamaTokenizer) -> float:
+    """DESIGN's naive loop: fp32, random batches of 8, up to 384 tokens, r=16 all linear."""
+    config = trainer.TrainConfig(
+        rank=16, target_modules=trainer.ATTENTION_MODULES + trainer.MLP_MODULES
+    )
+    model = trainer.add_lora(copy.deepcopy(base), config)
+    examples = dataset.build_examples(samples, tok, 384)
+    random.Random(0).shuffle(examples)
+    batches = [examples[i : i + 8] for i in range(0, len(examples), 8)][:4]
+    raw_steps(model, batches[:1], 2, bf16=False)
+    seconds = raw_steps(model, batches[1:], 2, bf16=False)
+    return tokens(batches[1:]) / seconds
+
+
+def bench_generation(model_path: Path, adapter: Path, runs: int) -> tuple[float, float]:
+    from convassist.ml.llama_backend import LlamaBackend
+    from convassist.ml.manifest import ResolvedModel
+
+    backend = LlamaBackend(
+        ResolvedModel("bench", model_path, None), sha256="0" * 64, context_size=1024
+    )
+    prompt = "Them: are we still on for lunch tomorrow\nMe: yes\nThem: where do you want to go\nMe:"
+    rates: dict[bool, list[float]] = {False: [], True: []}
+    try:
+        for seed in range(runs):
+            for active in (False, True) if seed % 2 else (True, False):
+                backend.set_adapter("bench" if active else None, adapter if active else None)
+                started = time.perf_counter()
+                done = backend.complete(prompt, Sampling(64, 0.8, 0.95, (), seed))
+                rates[active].append(done.completion_tokens / (time.perf_counter() - started))
+    finally:
+        backend.close()
+    return statistics.median(rates[False]), statistics.median(rates[True])
+
+
+def run_job(model_path: Path, samples: list[Sample]) -> dict[str, Any]:
+    """A real job through the runner process; its final progress.json."""
+    with tempfile.TemporaryDirectory() as tmp:
+        files = JobFiles(Path(tmp) / "job")
+        files.directory.mkdir()
+        dataset.write_samples(files.samples, samples)
+        spec = JobSpec(
+            job_id="bench0000",
+            base_model="smollm2-135m-instruct",
+            base_version="bench",
+            model_path=str(model_path),
+            adapters_dir=str(Path(tmp) / "adapters"),
+        )
+        write_json(files.spec, spec.to_json())
+        started = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-m", "convassist.ml.lora.runner", str(files.directory)], check=True
+        )
+        state = read_json(files.progress) or {}
+        state["wallSeconds"] = round(time.perf_counter() - started, 1)
+        return state
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--examples", type=int, default=128, help="examples per round")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--generation-runs", type=int, default=8)
+    parser.add_argument("--skip-naive", action="store_true")
+    parser.add_argument("--job", type=int, default=0, help="also run a real job on N replies")
+    args = parser.parse_args()
+
+    torch.set_num_threads(2)
+    model_path = load_manifest().get("smollm2-135m-instruct").local_path(Path("/nonexistent"))
+    samples, source = load_samples(max(args.examples, args.job, 64))
+    tok = dataset.LlamaTokenizer(model_path)
+    examples = dataset.build_examples(samples[: args.examples], tok, args.max_length)
+    print(
+        f"{len(examples)} replies from the {source}; mean {statistics.mean(map(len, examples)):.0f}"
+        f" tokens per example (max {args.max_length}); bf16: {trainer.cpu_has_bf16()}; threads 2"
+    )
+    base = trainer.load_model(model_path)
+    config = trainer.TrainConfig(epochs=1, threads=2)
+    print(f"Training, LoRA r={config.rank} on {', '.join(config.target_modules)}, batch 8:")
+    ours_model, ours, raw = bench_training(base, examples, args.rounds, config)
+    print(
+        f"ours {ours:7.1f} tokens/s   raw peft loop {raw:7.1f} tokens/s   ratio {ours / raw:.2f}x"
+    )
+    if not args.skip_naive:
+        naive = bench_naive(base, samples[: args.examples], tok)
+        print(f"naive fp32 loop (DESIGN) {naive:7.1f} tokens/s; ours is {ours / naive:.1f}x that")
+    tok.close()
+    with tempfile.TemporaryDirectory() as tmp:
+        adapter = Path(tmp) / "adapter.gguf"
+        export.export_adapter(ours_model, adapter, model_path=model_path, name="bench")
+        plain, tuned = bench_generation(model_path, adapter, args.generation_runs)
+    print(
+        f"generation: base {plain:6.1f} tokens/s   with adapter {tuned:6.1f} tokens/s   "
+        f"ratio {tuned / plain:.2f}x"
+    )
+    if args.job:
+        state = run_job(model_path, samples[: args.job])
+        metrics = state.get("metrics", {})
+        print(
+            f"job on {args.job} replies: {state.get('status')} in {state['wallSeconds']} s "
+            f"(training {metrics.get('trainSeconds')} s at {metrics.get('tokensPerSecond')} "
+            f"tokens/s, {metrics.get('trainTokens')} tokens); held-out NLL "
+            f"{metrics.get('baseNll')} -> {metrics.get('adapterNll')}"
+        )
+
+
+if __name__ == "__main__":
+    main()

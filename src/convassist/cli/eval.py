@@ -1,0 +1,114 @@
+"""`convassist eval`: held-out NLL and perplexity of replies, base model vs an adapter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from convassist.cli.common import fail, setup_logging
+from convassist.ml.errors import ModelError
+from convassist.ml.settings import MLSettings
+
+if TYPE_CHECKING:
+    from convassist.ml.lora.evaluate import Score
+
+
+def _adapter_path(settings: MLSettings, adapter: str | None) -> tuple[str, Path] | None:
+    """(label, file) of the adapter to score: an id, a file, or the active one by default."""
+    from convassist.ml.lora.adapters import AdapterStore
+
+    store = AdapterStore(settings.adapters_dir)
+    name = adapter or store.active()
+    if name is None:
+        return None
+    info = store.get(name)
+    if info is not None:
+        return info.id, info.path
+    path = Path(name).expanduser()
+    if path.is_file():
+        return path.name, path
+    fail(f"No adapter {name!r}: give an adapter id (see GET /adapters) or a .gguf file.")
+
+
+def evaluate(
+    samples: Path = typer.Option(
+        ..., "--samples", exists=True, dir_okay=False, help="Samples JSONL (the server's export)."
+    ),
+    adapter: str | None = typer.Option(
+        None, "--adapter", help="Adapter id or .gguf file (default: the active adapter, if any)."
+    ),
+    holdout_fraction: float = typer.Option(
+        0.1,
+        "--holdout-fraction",
+        min=0.0,
+        max=1.0,
+        help="Score the conversations a training job with this fraction holds out; 1 = all.",
+    ),
+    max_context: int | None = typer.Option(
+        None,
+        "--max-context",
+        min=32,
+        help="Tokens per example (default: ML_SERVICE_TRAIN_MAX_CONTEXT).",
+    ),
+) -> None:
+    """Mean NLL per reply token and perplexity, under the base model and an adapter."""
+    from convassist.ml.lora import dataset
+    from convassist.ml.lora.evaluate import LlamaScorer
+    from convassist.ml.manifest import resolve_model
+
+    settings = MLSettings()
+    setup_logging(settings, "eval")
+    try:
+        model = resolve_model(settings)
+    except ModelError as exc:
+        fail(str(exc))
+    chosen = _adapter_path(settings, adapter)
+    kept = dataset.usable(dataset.read_samples(samples))
+    if holdout_fraction < 1:
+        kept = dataset.split_by_conversation(kept, holdout_fraction)[1]
+    if not kept:
+        fail(
+            "No usable sample in the held-out conversations: use --holdout-fraction 1 to "
+            "score every sample."
+        )
+    length = max_context or settings.train_max_context
+    tokenizer = dataset.LlamaTokenizer(model.path)
+    examples = dataset.build_examples(kept, tokenizer, length)
+    tokenizer.close()
+    scorer = LlamaScorer(model.path, context_size=length + 8, threads=settings.threads)
+    rows: list[tuple[str, Score]] = []
+    try:
+        rows.append((model.model_id, scorer.score(examples)))
+        if chosen is not None:
+            scorer.set_adapter(chosen[1])
+            rows.append((f"+ {chosen[0]}", scorer.score(examples)))
+    except ModelError as exc:
+        fail(str(exc))
+    finally:
+        scorer.close()
+    _print(rows, len({e.conversation_id for e in examples}))
+
+
+def _print(rows: list[tuple[str, Score]], conversations: int) -> None:
+    table = Table(title=f"Held-out replies ({conversations} conversations)")
+    for column in ("model", "replies", "tokens", "NLL / token", "perplexity", "vs base"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    base: Score | None = None
+    for label, score in rows:
+        change = ""
+        if base is not None and base.perplexity and score.perplexity:
+            change = f"{100 * (score.perplexity / base.perplexity - 1):+.1f} %"
+        table.add_row(
+            label,
+            str(score.examples),
+            str(score.tokens),
+            f"{score.nll:.4f}" if score.nll is not None else "-",
+            f"{score.perplexity:.2f}" if score.perplexity is not None else "-",
+            change,
+        )
+        base = base or score
+    Console().print(table)

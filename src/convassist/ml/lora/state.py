@@ -1,0 +1,98 @@
+"""A training job's files and the JSON records that pass between its processes.
+
+A job lives in `<data dir>/ml/training/<job id>/`: `spec.json` (what to train, written by the
+ML service), `samples.jsonl`, `progress.json` (written only by the runner process, atomically),
+`pid` (the runner's process id, written by whoever started it) and `runner.log` (the runner's
+log lines: ids, counts and timings, never sample text).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+JobStatus = Literal["queued", "training", "completed", "failed", "cancelled"]
+FINISHED: tuple[JobStatus, ...] = ("completed", "failed", "cancelled")
+
+
+def utcnow() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write JSON atomically: readers see the old file or the new one, never half of one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    tmp.replace(path)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return data
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What the runner trains: the settings of `POST /training/jobs` and where things are."""
+
+    job_id: str
+    base_model: str
+    base_version: str
+    model_path: str
+    adapters_dir: str
+    epochs: int = 2
+    learning_rate: float = 2e-4
+    lora_rank: int = 16
+    lora_alpha: float = 32.0
+    seed: int = 0
+    holdout_fraction: float = 0.1
+    max_length: int = 256
+    batch_size: int = 8
+    threads: int | None = None
+    lora_layers: int | None = None
+    target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
+    )
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> JobSpec:
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class JobFiles:
+    directory: Path
+
+    @property
+    def spec(self) -> Path:
+        return self.directory / "spec.json"
+
+    @property
+    def samples(self) -> Path:
+        return self.directory / "samples.jsonl"
+
+    @property
+    def progress(self) -> Path:
+        return self.directory / "progress.json"
+
+    @property
+    def pid(self) -> Path:
+        return self.directory / "pid"
+
+    @property
+    def log(self) -> Path:
+        return self.directory / "runner.log"
+
+    @property
+    def adapter(self) -> Path:
+        return self.directory / "adapter.gguf"

@@ -1,0 +1,95 @@
+"""The ML service's LoRA adapters: which one is active, and switching between them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from convassist.core.errors import AppError
+from convassist.server.deps import MLDep
+from convassist.server.ml_client import MLServiceError
+from convassist.server.web.charts import perplexities
+from convassist.server.web.deps import FormViewer, PageViewer, Viewer
+from convassist.server.web.render import render, triggers
+
+router = APIRouter()
+
+
+@dataclass(frozen=True, slots=True)
+class Adapter:
+    id: str
+    active: bool
+    created_at: datetime | None
+    base_perplexity: float | None
+    adapter_perplexity: float | None
+
+
+def _timestamp(value: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def parse_adapters(payload: Mapping[str, Any]) -> list[Adapter]:
+    """The adapters in the ML service's `GET /adapters`, newest first, the active one marked."""
+    adapters = []
+    for item in payload.get("adapters", []):
+        metrics = item.get("metrics") or {}
+        before, after = perplexities(metrics)
+        adapters.append(
+            Adapter(
+                id=str(item["id"]),
+                active=bool(item.get("active")),
+                created_at=_timestamp(item.get("createdAt")),
+                base_perplexity=before,
+                adapter_perplexity=after,
+            )
+        )
+    return adapters
+
+
+async def _panel(
+    request: Request, viewer: Viewer, ml: MLDep, *, toast: str | None = None
+) -> Response:
+    try:
+        adapters, error = parse_adapters(await ml.adapters()), None
+    except MLServiceError as exc:
+        adapters = []
+        error = (
+            f"The ML service at {ml.base_url} does not support adapters (is it an older version?)."
+            if exc.upstream_status == 404
+            else exc.detail
+        )
+    except AppError as exc:
+        adapters, error = [], exc.detail
+    return render(
+        request,
+        viewer,
+        "partials/adapters.html",
+        headers=triggers(toast=toast) if toast else None,
+        adapters=adapters,
+        error=error,
+    )
+
+
+@router.get("/training/adapters")
+async def adapters_panel(request: Request, viewer: PageViewer, ml: MLDep) -> Response:
+    return await _panel(request, viewer, ml)
+
+
+@router.post("/training/adapters/deactivate")
+async def use_base_model(request: Request, viewer: FormViewer, ml: MLDep) -> Response:
+    await ml.deactivate_adapter()
+    return await _panel(request, viewer, ml, toast="Suggestions now come from the base model.")
+
+
+@router.post("/training/adapters/{adapter_id}/activate")
+async def activate(adapter_id: str, request: Request, viewer: FormViewer, ml: MLDep) -> Response:
+    await ml.activate_adapter(adapter_id)
+    return await _panel(request, viewer, ml, toast=f"Suggestions now use adapter {adapter_id}.")

@@ -1,0 +1,134 @@
+"""Sign in and sign out, with the same login service and cookies as `POST /api/auth/login`."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from starlette.responses import RedirectResponse, Response
+
+from convassist.core.errors import AppError
+from convassist.server.auth import service
+from convassist.server.deps import CSRF_COOKIE, SESSION_COOKIE, SessionDep, SettingsDep
+from convassist.server.web.deps import (
+    CSRFRefused,
+    FormViewer,
+    PageViewer,
+    SignInRequired,
+    Viewer,
+    check_csrf,
+    csrf_for,
+    page_viewer,
+)
+from convassist.server.web.errors import attempt, safe_next
+from convassist.server.web.formatting import Clock
+from convassist.server.web.render import render
+
+router = APIRouter()
+
+
+@router.get("/")
+async def home(_: PageViewer) -> Response:
+    return RedirectResponse("/conversations", status_code=303)
+
+
+async def _login_page(
+    request: Request,
+    session: SessionDep,
+    *,
+    next_path: str,
+    error: str | None = None,
+    notice: str | None = None,
+    status_code: int = 200,
+) -> Response:
+    token, fresh = csrf_for(request)
+    viewer = Viewer(None, token, fresh, Clock.for_request(request))
+    return render(
+        request,
+        viewer,
+        "login.html",
+        status_code=status_code,
+        next=next_path,
+        error=error,
+        notice=notice,
+        configured=await service.get_owner(session) is not None,
+    )
+
+
+@router.get("/login")
+async def login_page(
+    request: Request, session: SessionDep, next: str | None = None, signed_out: bool = False
+) -> Response:
+    """The sign-in form; straight on to `next` when already signed in."""
+    try:
+        await page_viewer(request, session)
+    except SignInRequired:
+        notice = "You have signed out." if signed_out else None
+        return await _login_page(request, session, next_path=safe_next(next), notice=notice)
+    return RedirectResponse(safe_next(next), status_code=303)
+
+
+@router.post("/login")
+async def login(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    password: Annotated[str, Form(max_length=1024)] = "",
+    next: Annotated[str, Form(max_length=2048)] = "",
+) -> Response:
+    next_path = safe_next(next)
+    try:
+        await check_csrf(request)
+    except CSRFRefused:
+        return await _login_page(
+            request,
+            session,
+            next_path=next_path,
+            error="The sign-in form had expired. Please enter your password again.",
+            status_code=403,
+        )
+    if not password:
+        return await _login_page(
+            request, session, next_path=next_path, error="Enter your password.", status_code=422
+        )
+    result = await attempt(
+        session,
+        service.login(
+            session,
+            password,
+            secret=request.app.state.jwt_secret,
+            lifetime=timedelta(hours=settings.owner_session_hours),
+        ),
+    )
+    if isinstance(result, AppError):
+        return await _login_page(
+            request,
+            session,
+            next_path=next_path,
+            error=result.detail,
+            status_code=result.status_code,
+        )
+    token, _, csrf = result
+    response = RedirectResponse(next_path, status_code=303)
+    max_age = settings.owner_session_hours * 3600
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=max_age,
+        httponly=True,
+        samesite="lax",
+        secure=settings.cookie_secure,
+    )
+    response.set_cookie(
+        CSRF_COOKIE, csrf, max_age=max_age, samesite="strict", secure=settings.cookie_secure
+    )
+    return response
+
+
+@router.post("/logout")
+async def logout(_: FormViewer) -> Response:
+    response = RedirectResponse("/login?signed_out=1", status_code=303)
+    response.delete_cookie(SESSION_COOKIE)
+    response.delete_cookie(CSRF_COOKIE)
+    return response

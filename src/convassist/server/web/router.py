@@ -1,0 +1,20 @@
+"""The web UI's routes: pages at `/`, `/login`, `/devices`, `/conversations`, `/training`,
+`/status`, and the HTMX fragments they load. Not part of the JSON API's schema."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from convassist.server.web import (
+    adapters,
+    auth,
+    conversations,
+    devices,
+    status,
+    suggestions,
+    training,
+)
+
+router = APIRouter(include_in_schema=False)
+for module in (auth, devices, conversations, suggestions, training, adapters, status):
+    router.include_router(module.router)

@@ -1,0 +1,107 @@
+"""Web UI fixtures: a browser-like client signed in through the sign-in form, sync helpers."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from html import unescape
+from typing import Any
+
+import httpx
+import pytest
+
+from convassist.server.deps import CSRF_COOKIE
+from tests.conftest import OWNER_PASSWORD
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+class Browser:
+    """An httpx client used like a browser: cookies, forms with the CSRF token, HTMX calls."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+
+    @property
+    def csrf(self) -> str:
+        return self.client.cookies.get(CSRF_COOKIE) or ""
+
+    async def get(self, url: str, *, htmx: bool = False, **kwargs: Any) -> httpx.Response:
+        headers = {"HX-Request": "true"} if htmx else {}
+        return await self.client.get(url, headers=headers, **kwargs)
+
+    async def form(self, url: str, data: dict[str, Any] | None = None) -> httpx.Response:
+        """A plain form post (no JavaScript): the token rides in the hidden field."""
+        return await self.client.post(url, data={"csrf_token": self.csrf, **(data or {})})
+
+    async def htmx(self, url: str, data: dict[str, Any] | None = None) -> httpx.Response:
+        """An HTMX post: the token rides in the X-CSRF-Token header."""
+        return await self.client.post(
+            url,
+            data=data or {},
+            headers={"HX-Request": "true", "X-CSRF-Token": self.csrf},
+        )
+
+    async def sign_in(self, password: str = OWNER_PASSWORD) -> httpx.Response:
+        await self.client.get("/login")
+        return await self.form("/login", {"password": password, "next": "/conversations"})
+
+
+@pytest.fixture
+async def browser(app: Any, owner_client: httpx.AsyncClient) -> AsyncIterator[Browser]:
+    """Signed out. The password is set (by `owner_client`, which must come first: setting
+    it again would sign every session out)."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield Browser(client)
+
+
+@pytest.fixture
+async def web(browser: Browser) -> Browser:
+    """Signed in as the owner through the sign-in form."""
+    resp = await browser.sign_in()
+    assert resp.status_code == 303, resp.text
+    return browser
+
+
+def message(
+    guid: str, minute: float, text: str | None, *, sender: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    return {
+        "imessageGuid": guid,
+        "senderId": sender,
+        "direction": "incoming" if sender else "outgoing",
+        "text": text,
+        "sentAt": (T0 + timedelta(minutes=minute)).isoformat(),
+        **extra,
+    }
+
+
+async def sync(
+    device_client: httpx.AsyncClient,
+    chat: str,
+    messages: list[dict[str, Any]],
+    *,
+    participants: list[str],
+    name: str | None = None,
+    group: bool = False,
+) -> str:
+    """Sync one conversation through the device API; returns its server id."""
+    resp = await device_client.post(
+        "/api/sync/messages",
+        json={
+            "conversationId": chat,
+            "displayName": name,
+            "isGroup": group,
+            "participants": participants,
+            "messages": messages,
+        },
+    )
+    assert resp.status_code == 200, resp.text
+    return str(resp.json()["conversationId"])
+
+
+def text_of(html: str) -> str:
+    """The visible-ish text of an HTML fragment, whitespace collapsed (for assertions)."""
+    return unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html)).strip())
