@@ -207,11 +207,6 @@ class TrainingJobState(APIModel):
     completed_at: str | None = None
 
 
-class TrainingJobCreated(APIModel):
-    job_id: str
-    status: TrainingStatus
-
-
 class AdapterOut(APIModel):
     id: str
     job_id: str

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -219,8 +219,3 @@ def length_batches(
     ]
     rng.shuffle(batches)
     return batches
-
-
-def chunks(items: Sequence[Example], size: int) -> Iterator[Sequence[Example]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
