@@ -7,8 +7,9 @@ from datetime import timedelta
 from fastapi import APIRouter, Request, Response
 
 from convassist.server.auth import service
+from convassist.server.auth.cookies import clear_session_cookies, set_session_cookies
 from convassist.server.auth.schemas import LoginRequest, LoginResponse, SessionInfo
-from convassist.server.deps import CSRF_COOKIE, SESSION_COOKIE, OwnerDep, SessionDep, SettingsDep
+from convassist.server.deps import OwnerDep, SessionDep, SettingsDep
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -27,18 +28,7 @@ async def login(
         secret=request.app.state.jwt_secret,
         lifetime=timedelta(hours=settings.owner_session_hours),
     )
-    max_age = settings.owner_session_hours * 3600
-    response.set_cookie(
-        SESSION_COOKIE,
-        token,
-        max_age=max_age,
-        httponly=True,
-        samesite="lax",
-        secure=settings.cookie_secure,
-    )
-    response.set_cookie(
-        CSRF_COOKIE, csrf, max_age=max_age, samesite="strict", secure=settings.cookie_secure
-    )
+    set_session_cookies(response, token, csrf, settings)
     return LoginResponse(token=token, expires_at=expires, csrf_token=csrf)
 
 
@@ -50,8 +40,7 @@ async def logout(
     if everywhere:
         await service.logout_everywhere(session, owner)
     response.status_code = 204
-    response.delete_cookie(SESSION_COOKIE)
-    response.delete_cookie(CSRF_COOKIE)
+    clear_session_cookies(response)
     return response
 
 

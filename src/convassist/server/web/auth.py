@@ -10,7 +10,8 @@ from starlette.responses import RedirectResponse, Response
 
 from convassist.core.errors import AppError
 from convassist.server.auth import service
-from convassist.server.deps import CSRF_COOKIE, SESSION_COOKIE, SessionDep, SettingsDep
+from convassist.server.auth.cookies import clear_session_cookies, set_session_cookies
+from convassist.server.deps import SessionDep, SettingsDep
 from convassist.server.web.deps import (
     CSRFRefused,
     FormViewer,
@@ -111,24 +112,12 @@ async def login(
         )
     token, _, csrf = result
     response = RedirectResponse(next_path, status_code=303)
-    max_age = settings.owner_session_hours * 3600
-    response.set_cookie(
-        SESSION_COOKIE,
-        token,
-        max_age=max_age,
-        httponly=True,
-        samesite="lax",
-        secure=settings.cookie_secure,
-    )
-    response.set_cookie(
-        CSRF_COOKIE, csrf, max_age=max_age, samesite="strict", secure=settings.cookie_secure
-    )
+    set_session_cookies(response, token, csrf, settings)
     return response
 
 
 @router.post("/logout")
 async def logout(_: FormViewer) -> Response:
     response = RedirectResponse("/login?signed_out=1", status_code=303)
-    response.delete_cookie(SESSION_COOKIE)
-    response.delete_cookie(CSRF_COOKIE)
+    clear_session_cookies(response)
     return response
