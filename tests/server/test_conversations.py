@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import uuid
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import httpx
@@ -14,6 +15,7 @@ import sqlalchemy as sa
 from convassist.core.errors import NotFound
 from convassist.server.conversations import service
 from convassist.server.models import Conversation, Message
+from tests.support import chats
 
 pytestmark = pytest.mark.asyncio
 
@@ -21,46 +23,8 @@ T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 ALICE, BOB, CAROL = "+15550001111", "+15550002222", "carol@example.com"
 
 
-def message(
-    guid: str,
-    minute: int,
-    text: str | None,
-    *,
-    sender: str | None = None,
-    **extra: Any,
-) -> dict[str, Any]:
-    return {
-        "imessageGuid": guid,
-        "senderId": sender,
-        "direction": "incoming" if sender else "outgoing",
-        "text": text,
-        "sentAt": (T0 + timedelta(minutes=minute)).isoformat(),
-        **extra,
-    }
-
-
-async def sync(
-    dc: httpx.AsyncClient,
-    chat: str,
-    messages: list[dict[str, Any]],
-    *,
-    participants: list[str],
-    name: str | None = None,
-    group: bool = False,
-) -> str:
-    resp = await dc.post(
-        "/api/sync/messages",
-        json={
-            "conversationId": chat,
-            "displayName": name,
-            "isGroup": group,
-            "participants": participants,
-            "messages": messages,
-        },
-    )
-    assert resp.status_code == 200, resp.text
-    conversation_id: str = resp.json()["conversationId"]
-    return conversation_id
+message = partial(chats.message, start=T0)
+sync = chats.sync
 
 
 async def message_id(app: Any, guid: str) -> str:

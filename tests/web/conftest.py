@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
+from functools import partial
 from html import unescape
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 
 from convassist.server.deps import CSRF_COOKIE
 from tests.conftest import OWNER_PASSWORD
+from tests.support import chats
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -65,41 +67,8 @@ async def web(browser: Browser) -> Browser:
     return browser
 
 
-def message(
-    guid: str, minute: float, text: str | None, *, sender: str | None = None, **extra: Any
-) -> dict[str, Any]:
-    return {
-        "imessageGuid": guid,
-        "senderId": sender,
-        "direction": "incoming" if sender else "outgoing",
-        "text": text,
-        "sentAt": (T0 + timedelta(minutes=minute)).isoformat(),
-        **extra,
-    }
-
-
-async def sync(
-    device_client: httpx.AsyncClient,
-    chat: str,
-    messages: list[dict[str, Any]],
-    *,
-    participants: list[str],
-    name: str | None = None,
-    group: bool = False,
-) -> str:
-    """Sync one conversation through the device API; returns its server id."""
-    resp = await device_client.post(
-        "/api/sync/messages",
-        json={
-            "conversationId": chat,
-            "displayName": name,
-            "isGroup": group,
-            "participants": participants,
-            "messages": messages,
-        },
-    )
-    assert resp.status_code == 200, resp.text
-    return str(resp.json()["conversationId"])
+message = partial(chats.message, start=T0)
+sync = chats.sync
 
 
 def text_of(html: str) -> str:
