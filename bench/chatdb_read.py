@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -41,6 +40,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.common import free_port  # noqa: E402
 from tests.agent.chatdb_factory import CHATDB_FIXTURES, FIXTURE_DB, build_chatdb  # noqa: E402
 
 from convassist.agent import typedstream  # noqa: E402
@@ -92,12 +92,6 @@ def time_reader(path: Path, page: int) -> tuple[float, int]:
             count += len(messages)
             after = messages[-1].rowid
         return time.perf_counter() - start, count
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def pg_admin(pg: str, statement: str) -> None:

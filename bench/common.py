@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
+PASSWORD = "benchmark password"
 POSTGRES = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
@@ -77,3 +78,17 @@ async def create_database(name: str) -> str:
     finally:
         await conn.close()
     return POSTGRES.rsplit("/", 1)[0] + f"/{name}"
+
+
+async def set_owner(database_url: str) -> None:
+    """Set the owner password (`PASSWORD`) in the database at `database_url`."""
+    from convassist.core.db import create_engine, create_sessionmaker
+    from convassist.server.auth.service import set_owner_password
+
+    engine = create_engine(database_url)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            await set_owner_password(session, PASSWORD)
+            await session.commit()
+    finally:
+        await engine.dispose()

@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,11 +39,13 @@ import httpx
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO))
+
+from bench.common import PASSWORD, free_port, set_owner  # noqa: E402
 
 from convassist.server import migrate  # noqa: E402
 
 GOAL = 0.5
-PASSWORD = "benchmark password"
 CONVERSATIONS = 20
 
 SERVER = """
@@ -149,31 +150,12 @@ def make_batches(total: int, size: int) -> list[dict[str, Any]]:
     return batches
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def admin(pg: str, statement: str) -> None:
     conn = await asyncpg.connect(f"{pg}/postgres")
     try:
         await conn.execute(statement)
     finally:
         await conn.close()
-
-
-async def set_password(database_url: str) -> None:
-    from convassist.core.db import create_engine, create_sessionmaker
-    from convassist.server.auth.service import set_owner_password
-
-    engine = create_engine(database_url)
-    try:
-        async with create_sessionmaker(engine)() as session:
-            await set_owner_password(session, PASSWORD)
-            await session.commit()
-    finally:
-        await engine.dispose()
 
 
 async def post_ok(
@@ -325,7 +307,7 @@ async def main_async(args: argparse.Namespace) -> int:
     data_dir = tempfile.TemporaryDirectory(prefix="convassist-bench-")
     try:
         await asyncio.to_thread(migrate.upgrade, sqlalchemy_url)
-        await set_password(sqlalchemy_url)
+        await set_owner(sqlalchemy_url)
         batches = make_batches(args.messages, args.batch)
         bodies = [json.dumps(b).encode() for b in batches]
         port = free_port()

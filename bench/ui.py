@@ -36,17 +36,18 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (
+    PASSWORD,
     POSTGRES,
     convassist,
     create_database,
     free_port,
     percentile,
     service_env,
+    set_owner,
 )
 
 from convassist.server import migrate
 
-PASSWORD = "benchmark password"
 CONVERSATIONS = 10_000
 MESSAGES = 100_000
 LONG_CHATS = 100  # 500 messages each: half of all messages
@@ -130,19 +131,6 @@ async def load(url: str) -> tuple[int, int]:
         return int(conversations), int(messages)
     finally:
         await conn.close()
-
-
-async def set_password(database_url: str) -> None:
-    from convassist.core.db import create_engine, create_sessionmaker
-    from convassist.server.auth.service import set_owner_password
-
-    engine = create_engine(database_url)
-    try:
-        async with create_sessionmaker(engine)() as session:
-            await set_owner_password(session, PASSWORD)
-            await session.commit()
-    finally:
-        await engine.dispose()
 
 
 async def drop_database(name: str) -> None:
@@ -246,7 +234,7 @@ def main() -> None:
             f"loaded {conversations:,} conversations and {messages:,} messages "
             f"in {time.perf_counter() - started:.1f} s ({name})"
         )
-        asyncio.run(set_password(database_url))
+        asyncio.run(set_owner(database_url))
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         with tempfile.TemporaryDirectory() as data:
