@@ -40,7 +40,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.common import free_port  # noqa: E402
+from bench.common import approved_device, free_port, owner_headers, set_owner  # noqa: E402
 from tests.agent.chatdb_factory import CHATDB_FIXTURES, FIXTURE_DB, build_chatdb  # noqa: E402
 
 from convassist.agent import typedstream  # noqa: E402
@@ -52,7 +52,6 @@ from convassist.agent.settings import AgentSettings  # noqa: E402
 from convassist.core.logging import configure_logging  # noqa: E402
 from convassist.server import migrate  # noqa: E402
 
-PASSWORD = "benchmark password"
 SERVER = """
 import sys
 import uvicorn
@@ -104,9 +103,6 @@ async def pg_admin(pg: str, statement: str) -> None:
 
 async def register(base: str, state_dir: Path) -> AgentSettings:
     """Owner password, device register → approve → verify; the token saved like the CLI does."""
-    from convassist.core.db import create_engine, create_sessionmaker
-    from convassist.server.auth.service import set_owner_password
-
     async with httpx.AsyncClient(base_url=base, timeout=60) as client:
         for _ in range(300):
             try:
@@ -114,22 +110,8 @@ async def register(base: str, state_dir: Path) -> AgentSettings:
                     break
             except httpx.TransportError:
                 await asyncio.sleep(0.1)
-        database_url = os.environ["DATABASE_URL"]
-        engine = create_engine(database_url)
-        async with create_sessionmaker(engine)() as session:
-            await set_owner_password(session, PASSWORD)
-            await session.commit()
-        await engine.dispose()
-        login = await client.post("/api/auth/login", json={"password": PASSWORD})
-        owner = {"Authorization": f"Bearer {login.json()['token']}"}
-        device = {"name": "bench", "hardwareId": "bench", "platform": "macOS", "osVersion": "15"}
-        reg = (await client.post("/api/devices/register", json=device)).json()
-        await client.post("/api/devices/approve", json={"code": reg["code"]}, headers=owner)
-        verified = (
-            await client.post(
-                "/api/devices/verify", json={"deviceId": reg["deviceId"], "code": reg["code"]}
-            )
-        ).json()
+        await set_owner(os.environ["DATABASE_URL"])
+        verified = await approved_device(client, await owner_headers(client))
     settings = AgentSettings(state_dir=state_dir, token_store="file")
     grant = TokenGrant(
         verified["deviceId"], verified["token"], datetime.fromisoformat(verified["expiresAt"])

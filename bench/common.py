@@ -92,3 +92,25 @@ async def set_owner(database_url: str) -> None:
             await session.commit()
     finally:
         await engine.dispose()
+
+
+async def owner_headers(client: httpx.AsyncClient) -> dict[str, str]:
+    """Sign in as the owner (`PASSWORD`); the bearer header for the owner's requests."""
+    login = await client.post("/api/auth/login", json={"password": PASSWORD})
+    if login.status_code != 200:
+        raise SystemExit(f"owner sign-in failed: {login.text}")
+    return {"Authorization": f"Bearer {login.json()['token']}"}
+
+
+async def approved_device(client: httpx.AsyncClient, owner: dict[str, str]) -> dict[str, str]:
+    """Register a device, approve it as the owner, verify it: the verify answer (with `token`)."""
+    device = {"name": "bench", "hardwareId": "bench-hw", "platform": "macOS", "osVersion": "15"}
+    reg = (await client.post("/api/devices/register", json=device)).json()
+    approved = await client.post("/api/devices/approve", json={"code": reg["code"]}, headers=owner)
+    verified = await client.post(
+        "/api/devices/verify", json={"deviceId": reg["deviceId"], "code": reg["code"]}
+    )
+    if approved.status_code != 200 or verified.status_code != 200:
+        raise SystemExit(f"device approval failed: {approved.text} {verified.text}")
+    body: dict[str, str] = verified.json()
+    return body

@@ -32,10 +32,18 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import convassist, create_database, free_port, percentile, service_env
+from common import (
+    PASSWORD,
+    approved_device,
+    convassist,
+    create_database,
+    free_port,
+    owner_headers,
+    percentile,
+    service_env,
+)
 
 GOAL_MS = 15.0
-PASSWORD = "benchmark password"
 STOP = ["\nThem:", "\nMe:", "\n\n", "\n\n\n"]
 LINES = [
     ("incoming", "hey! are you around this weekend?"),
@@ -47,25 +55,8 @@ LINES = [
 async def prepare(server: str) -> tuple[dict[str, str], str, str]:
     """Owner token, a synced incoming message's id, and the prompt the server builds for it."""
     async with httpx.AsyncClient(base_url=server, timeout=30) as client:
-        owner = (await client.post("/api/auth/login", json={"password": PASSWORD})).json()
-        owner_auth = {"Authorization": f"Bearer {owner['token']}"}
-        reg = (
-            await client.post(
-                "/api/devices/register",
-                json={
-                    "name": "bench",
-                    "hardwareId": "bench",
-                    "platform": "macOS",
-                    "osVersion": "15",
-                },
-            )
-        ).json()
-        await client.post("/api/devices/approve", json={"code": reg["code"]}, headers=owner_auth)
-        token = (
-            await client.post(
-                "/api/devices/verify", json={"deviceId": reg["deviceId"], "code": reg["code"]}
-            )
-        ).json()["token"]
+        owner_auth = await owner_headers(client)
+        token = (await approved_device(client, owner_auth))["token"]
         start = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
         synced = await client.post(
             "/api/sync/messages",

@@ -41,7 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO))
 
-from bench.common import PASSWORD, free_port, set_owner  # noqa: E402
+from bench.common import approved_device, free_port, owner_headers, set_owner  # noqa: E402
 
 from convassist.server import migrate  # noqa: E402
 
@@ -156,29 +156,6 @@ async def admin(pg: str, statement: str) -> None:
         await conn.execute(statement)
     finally:
         await conn.close()
-
-
-async def post_ok(
-    client: httpx.AsyncClient, path: str, payload: dict[str, Any], **kwargs: Any
-) -> dict[str, Any]:
-    resp = await client.post(path, json=payload, **kwargs)
-    if resp.status_code != 200:
-        raise SystemExit(f"{path} failed: {resp.text}")
-    body: dict[str, Any] = resp.json()
-    return body
-
-
-async def device_token(client: httpx.AsyncClient) -> str:
-    login = await client.post("/api/auth/login", json={"password": PASSWORD})
-    login.raise_for_status()
-    owner = {"Authorization": f"Bearer {login.json()['token']}"}
-    device = {"name": "bench", "hardwareId": "bench-hw", "platform": "macOS", "osVersion": "15"}
-    reg = (await client.post("/api/devices/register", json=device)).json()
-    await post_ok(client, "/api/devices/approve", {"code": reg["code"]}, headers=owner)
-    verified = await post_ok(
-        client, "/api/devices/verify", {"deviceId": reg["deviceId"], "code": reg["code"]}
-    )
-    return str(verified["token"])
 
 
 async def wait_until_up(client: httpx.AsyncClient, server: subprocess.Popen[bytes]) -> None:
@@ -330,7 +307,7 @@ async def main_async(args: argparse.Namespace) -> int:
             base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=120
         ) as client:
             await wait_until_up(client, server)
-            token = await device_token(client)
+            token = (await approved_device(client, await owner_headers(client)))["token"]
             conn = await asyncpg.connect(database)
             device_id = await conn.fetchval("SELECT id FROM devices")
             await conn.close()

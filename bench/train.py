@@ -43,6 +43,7 @@ CHITCHAT = REPO.parent / "shared" / "data" / "chitchat" / "dataset.json.gz"
 sys.path.insert(0, str(REPO))
 
 from convassist.core.prompt import ChatLine, render_prompt  # noqa: E402
+from convassist.core.training import ATTENTION_MODULES, MLP_MODULES  # noqa: E402
 from convassist.ml.llm import Sampling  # noqa: E402
 from convassist.ml.lora import dataset, export, trainer  # noqa: E402
 from convassist.ml.lora.dataset import Example, Sample  # noqa: E402
@@ -143,9 +144,7 @@ def bench_training(
 
 def bench_naive(base: Any, samples: list[Sample], tok: dataset.LlamaTokenizer) -> float:
     """DESIGN's naive loop: fp32, random batches of 8, up to 384 tokens, r=16 all linear."""
-    config = trainer.TrainConfig(
-        rank=16, target_modules=trainer.ATTENTION_MODULES + trainer.MLP_MODULES
-    )
+    config = trainer.TrainConfig(rank=16, target_modules=ATTENTION_MODULES + MLP_MODULES)
     model = trainer.add_lora(copy.deepcopy(base), config)
     examples = dataset.build_examples(samples, tok, 384)
     random.Random(0).shuffle(examples)

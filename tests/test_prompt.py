@@ -98,10 +98,11 @@ def test_render_example_refuses_empty_reply() -> None:
         (" yes\nMe: and more", "yes"),
         (" first\n\nsecond", "first"),
         ("\n\n", ""),
-        (" a\nb", "a\nb"),
+        (" a\nb", "a"),
+        (" sure thing\nSam: see you then", "sure thing"),  # an invented next turn
     ],
 )
-def test_extract_reply_cuts_at_stop_sequences(generated: str, reply: str) -> None:
+def test_extract_reply_is_the_first_line(generated: str, reply: str) -> None:
     assert extract_reply(generated) == reply
 
 

@@ -100,6 +100,8 @@ async def test_suggest_then_accept_creates_the_seed_sample(
     assert 1 <= len(body["candidates"]) <= 3
     texts = [c["text"] for c in body["candidates"]]
     assert len(set(texts)) == len(texts)
+    # Each suggestion is one message: one line, no leading space from after "Me:".
+    assert all(text and text == text.strip() and "\n" not in text for text in texts)
     assert body["response"] == texts[0]
     assert body["modelVersion"].startswith("smollm2-135m-instruct")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -35,12 +36,13 @@ def _message(i: int, direction: str, text: str | None, **extra: object) -> dict[
 
 async def _sync(
     device_client: httpx.AsyncClient, chat: str, messages: list[dict[str, object]]
-) -> None:
+) -> str:
     resp = await device_client.post(
         "/api/sync/messages",
         json={"conversationId": chat, "participants": ["+15550001111"], "messages": messages},
     )
     assert resp.status_code == 200, resp.text
+    return str(resp.json()["conversationId"])
 
 
 async def test_history_samples_are_the_owners_replies_to_incoming_messages(
@@ -137,3 +139,75 @@ async def test_a_job_the_ml_service_lost_becomes_failed(
     async with app.state.sessionmaker() as session:  # type: ignore[attr-defined]
         stored = await session.scalar(sa.select(TrainingJob.status).where(TrainingJob.id == job_id))
     assert stored == "failed"
+
+
+LANDMARK = "lighthouse"
+OPENERS = ["what are you up to", "any plans later?", "free this afternoon?", "hey you around?"]
+
+
+async def _suggest(owner_client: httpx.AsyncClient, message_id: str) -> dict[str, object]:
+    resp = await owner_client.post(
+        "/api/responses/generate",
+        json={"messageId": message_id, "temperature": 0, "maxTokens": 16},
+    )
+    assert resp.status_code == 200, resp.text
+    body: dict[str, object] = resp.json()
+    return body
+
+
+@pytest.mark.timeout(600)
+async def test_a_job_from_the_api_changes_what_the_served_model_suggests(
+    app: object,
+    owner_client: httpx.AsyncClient,
+    device_client: httpx.AsyncClient,
+    ml_service_url: str,
+) -> None:
+    """History → job → GGUF adapter swapped into the running ML service → new suggestions."""
+    app.state.ml_client = MLClient(ml_service_url, timeout=60)  # type: ignore[attr-defined]
+    # The owner always answers the same way, in ten chats.
+    for chat in range(10):
+        lines = []
+        for turn in range(3):
+            opener = OPENERS[(chat + turn) % len(OPENERS)]
+            lines += [
+                (f"{opener} ({chat})", "incoming"),
+                (f"meet me at the {LANDMARK}", "outgoing"),
+            ]
+        await _sync(
+            device_client,
+            f"chat-{chat}",
+            [_message(100 * chat + i, d, text) for i, (text, d) in enumerate(lines)],
+        )
+    new_chat = await _sync(
+        device_client, "chat-new", [_message(5000, "incoming", "what are you up to")]
+    )
+    messages = (await owner_client.get(f"/api/conversations/{new_chat}/messages")).json()
+    message_id = messages["items"][-1]["id"]
+    before = await _suggest(owner_client, message_id)
+    assert LANDMARK not in str(before["response"]).lower()
+
+    created = await owner_client.post(
+        "/api/training/jobs",
+        json={"includeHistory": True, "epochs": 4, "learningRate": 5e-3, "loraRank": 8},
+    )
+    assert created.status_code == 201, created.text
+    job = created.json()
+    assert job["sampleCount"] == 30
+    try:
+        for _ in range(600):
+            job = (await owner_client.get(f"/api/training/jobs/{job['id']}")).json()
+            if job["status"] in ("completed", "failed", "cancelled"):
+                break
+            await asyncio.sleep(0.5)
+        assert job["status"] == "completed", job["error"]
+        metrics = job["metrics"]
+        assert metrics["heldOutSamples"] > 0
+        assert metrics["adapterNll"] < metrics["baseNll"]
+        adapters = (await owner_client.get("/api/training/adapters")).json()
+        assert adapters["active"] == job["adapterId"]  # auto-activated, no restart
+
+        after = await _suggest(owner_client, message_id)
+        assert after["modelVersion"] == f"{before['modelVersion']}+{job['adapterId']}"
+        assert LANDMARK in str(after["response"]).lower()
+    finally:
+        await owner_client.post("/api/training/adapters/deactivate")

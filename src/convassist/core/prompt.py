@@ -13,7 +13,9 @@ space (a blank line is a stop sequence), and messages that are empty after that 
 
 The model's continuation is expected to begin with a space (``Me:`` is followed by
 `` reply`` in every rendered line), so training completions are rendered as ``" " + reply``
-and generated text is cut at the first stop sequence and stripped (`extract_reply`).
+and a suggestion is the continuation's first line, stripped (`extract_reply`): a message is
+one line, so a newline always ends the reply (the server stops generation there,
+`REPLY_STOP`; a model often goes on with an invented next turn such as ``Sam: …``).
 """
 
 from __future__ import annotations
@@ -26,8 +28,11 @@ Speaker = Literal["me", "them"]
 
 ME = "Me"
 THEM = "Them"
-# Cut generation at the start of the next turn or at a blank line.
+# The seed's stop sequences: the start of the next turn or a blank line (the ML service's
+# default for `POST /generate`).
 STOP_SEQUENCES: tuple[str, ...] = ("\nThem:", "\nMe:", "\n\n")
+# What the server stops a suggestion at: the end of its line.
+REPLY_STOP: tuple[str, ...] = ("\n",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,10 +89,5 @@ def render_example(
 
 
 def extract_reply(generated: str) -> str:
-    """The reply in a model continuation: up to the first stop sequence, stripped."""
-    end = len(generated)
-    for stop in STOP_SEQUENCES:
-        index = generated.find(stop)
-        if index != -1:
-            end = min(end, index)
-    return generated[:end].strip()
+    """The reply in a model continuation: its first line, stripped."""
+    return generated.split("\n", 1)[0].strip()

@@ -14,12 +14,13 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+from convassist.core.prompt import STOP_SEQUENCES
 from convassist.ml.errors import ModelLoadError, ModelNotFoundError
 from convassist.ml.fingerprint import cached_sha256
 from convassist.ml.settings import MLSettings
 
 PACKAGE_PREFIX = "package:"
-DEFAULT_STOP = ("\nThem:", "\nMe:", "\n\n")
+DEFAULT_STOP = STOP_SEQUENCES
 
 
 @dataclass(frozen=True)

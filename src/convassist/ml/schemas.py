@@ -7,6 +7,12 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, field_validator
 
 from convassist.core.schemas import APIModel, RequestModel
+from convassist.core.training import (
+    DEFAULT_EPOCHS,
+    DEFAULT_HOLDOUT_FRACTION,
+    DEFAULT_LEARNING_RATE,
+    DEFAULT_LORA_RANK,
+)
 from convassist.ml.llm import SEED_SPACE, Generation, GenerationParams
 from convassist.ml.manifest import DEFAULT_STOP
 
@@ -180,12 +186,12 @@ class TrainingRequest(RequestModel):
     base_model: str | None = Field(
         None, description="Manifest id of the model to train; must be the one being served."
     )
-    epochs: int = Field(2, ge=1, le=20)
-    learning_rate: float = Field(2e-4, gt=0, le=1e-2)
-    lora_rank: int = Field(16, ge=1, le=64)
+    epochs: int = Field(DEFAULT_EPOCHS, ge=1, le=20)
+    learning_rate: float = Field(DEFAULT_LEARNING_RATE, gt=0, le=1e-2)
+    lora_rank: int = Field(DEFAULT_LORA_RANK, ge=1, le=64)
     lora_alpha: float | None = Field(None, gt=0, le=1024, description="Default: twice loraRank.")
     seed: int = Field(0, ge=0, lt=SEED_SPACE)
-    holdout_fraction: float = Field(0.1, ge=0, le=0.5)
+    holdout_fraction: float = Field(DEFAULT_HOLDOUT_FRACTION, ge=0, le=0.5)
     auto_activate: bool | None = Field(
         None, description="Serve the adapter when the job completes (default: the setting)."
     )

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from convassist.core.settings import CommonSettings, default_cache_dir
+from convassist.core.training import DEFAULT_MAX_CONTEXT
 
 Backend = Literal["llama", "openai"]
 
@@ -144,7 +145,7 @@ class MLSettings(CommonSettings):
         description="CPU threads of a training job; unset = every core this process may use.",
     )
     train_max_context: int = Field(
-        256,
+        DEFAULT_MAX_CONTEXT,
         validation_alias="ML_SERVICE_TRAIN_MAX_CONTEXT",
         ge=32,
         le=4096,

@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 import torch
 
+from convassist.core.training import ATTENTION_MODULES, MLP_MODULES
 from convassist.ml.llama_backend import LoraSwitch
 from convassist.ml.lora.dataset import LlamaTokenizer
 from convassist.ml.lora.export import export_adapter, lora_tensors, write_adapter
-from convassist.ml.lora.trainer import ATTENTION_MODULES, MLP_MODULES, TrainConfig, add_lora
+from convassist.ml.lora.trainer import TrainConfig, add_lora
 from tests.ml.lora.conftest import TrainedAdapter
 
 PROMPTS = [

@@ -15,6 +15,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from convassist.core.training import (
+    DEFAULT_EPOCHS,
+    DEFAULT_HOLDOUT_FRACTION,
+    DEFAULT_LEARNING_RATE,
+    DEFAULT_LORA_RANK,
+    DEFAULT_MAX_CONTEXT,
+    DEFAULT_TARGET_MODULES,
+)
+
 JobStatus = Literal["queued", "training", "completed", "failed", "cancelled"]
 FINISHED: tuple[JobStatus, ...] = ("completed", "failed", "cancelled")
 
@@ -47,19 +56,17 @@ class JobSpec:
     base_version: str
     model_path: str
     adapters_dir: str
-    epochs: int = 2
-    learning_rate: float = 2e-4
-    lora_rank: int = 16
+    epochs: int = DEFAULT_EPOCHS
+    learning_rate: float = DEFAULT_LEARNING_RATE
+    lora_rank: int = DEFAULT_LORA_RANK
     lora_alpha: float = 32.0
     seed: int = 0
-    holdout_fraction: float = 0.1
-    max_length: int = 256
+    holdout_fraction: float = DEFAULT_HOLDOUT_FRACTION
+    max_length: int = DEFAULT_MAX_CONTEXT
     batch_size: int = 8
     threads: int | None = None
     lora_layers: int | None = None
-    target_modules: list[str] = field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
-    )
+    target_modules: list[str] = field(default_factory=lambda: list(DEFAULT_TARGET_MODULES))
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -9,7 +9,7 @@ it fast on a CPU (see docs/ml-service.md, "Training speed"):
 - no attention mask (right padding is invisible to a causal model's real tokens);
 - the output layer (49k vocabulary) runs only on the positions that carry a loss;
 - bf16 autocast where the CPU has bf16 instructions (avx512_bf16 / amx_bf16);
-- LoRA on the attention projections by default (the MLP too if asked).
+- LoRA on every linear layer of each block (attention and MLP) by default.
 
 The loss of a batch is the sum over reply tokens of quality times NLL, divided by the number of
 reply tokens: each token counts by its sample's quality.
@@ -29,10 +29,14 @@ from typing import Any
 import torch
 from torch.nn import functional
 
+from convassist.core.training import (
+    DEFAULT_EPOCHS,
+    DEFAULT_LEARNING_RATE,
+    DEFAULT_LORA_RANK,
+    DEFAULT_TARGET_MODULES,
+)
 from convassist.ml.lora.dataset import IGNORE_INDEX, Example, length_batches
 
-ATTENTION_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
-MLP_MODULES = ("gate_proj", "up_proj", "down_proj")
 SUPPORTED_MODEL_TYPES = ("llama", "mistral")
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 PAD_MULTIPLE = 16
@@ -44,13 +48,13 @@ class Cancelled(Exception):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 2
-    learning_rate: float = 2e-4
-    rank: int = 16
+    epochs: int = DEFAULT_EPOCHS
+    learning_rate: float = DEFAULT_LEARNING_RATE
+    rank: int = DEFAULT_LORA_RANK
     alpha: float | None = None
     seed: int = 0
     batch_size: int = 8
-    target_modules: tuple[str, ...] = ATTENTION_MODULES
+    target_modules: tuple[str, ...] = DEFAULT_TARGET_MODULES
     layers: int | None = None
     """Adapt only the top this many layers (backward then stops there); None = all."""
     threads: int | None = None

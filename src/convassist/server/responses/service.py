@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from convassist.core.errors import AppError, BadRequest, Conflict, NotFound, Unprocessable
 from convassist.core.logging import get_logger
+from convassist.core.prompt import REPLY_STOP, extract_reply
 from convassist.server.conversations.service import build_context
 from convassist.server.ml_client import Generation, MLClient
 from convassist.server.models import (
@@ -50,6 +51,7 @@ def _ml_payload(body: GenerateRequest, prompt: str) -> dict[str, Any]:
         "n": body.candidates,
         "maxTokens": body.max_tokens,
         "temperature": body.temperature,
+        "stop": list(REPLY_STOP),
     }
     if body.seed is not None:
         payload["seed"] = body.seed
@@ -97,8 +99,10 @@ async def generate(session: AsyncSession, ml: MLClient, body: GenerateRequest) -
 
 
 def _complete(row: GeneratedResponse, generation: Generation) -> None:
-    row.candidates = [c.model_dump() for c in generation.candidates]
-    row.response = generation.response
+    row.candidates = [
+        {"text": extract_reply(c.text), "confidence": c.confidence} for c in generation.candidates
+    ]
+    row.response = extract_reply(generation.response)
     row.confidence = generation.confidence
     row.model_version = generation.model_version
     row.status = ResponseStatus.COMPLETED

@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from convassist.core.schemas import APIModel, RequestModel
+from convassist.core.training import DEFAULT_EPOCHS, DEFAULT_LEARNING_RATE, DEFAULT_LORA_RANK
 from convassist.server.models import SampleSource, TrainingStatus
 
 MAX_TEXT = 20_000
@@ -63,9 +64,9 @@ class JobCreate(RequestModel):
     base_model: str | None = Field(
         None, max_length=200, description="Manifest id; default: the model being served."
     )
-    epochs: int = Field(2, ge=1, le=20)
-    learning_rate: float = Field(2e-4, gt=0, le=1e-2)
-    lora_rank: int = Field(16, ge=1, le=64)
+    epochs: int = Field(DEFAULT_EPOCHS, ge=1, le=20)
+    learning_rate: float = Field(DEFAULT_LEARNING_RATE, gt=0, le=1e-2)
+    lora_rank: int = Field(DEFAULT_LORA_RANK, ge=1, le=64)
     min_quality: float = Field(0.0, ge=0, le=1, description="Skip samples below this quality.")
     include_history: bool = Field(
         False, description="Also learn from your own past replies in synced conversations."

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from starlette.responses import Response
 
 from convassist.core.errors import AppError
+from convassist.core.training import DEFAULT_EPOCHS, DEFAULT_LEARNING_RATE, DEFAULT_LORA_RANK
 from convassist.server.deps import MLDep, SessionDep, SettingsDep
 from convassist.server.models import SampleSource
 from convassist.server.training import jobs, service
@@ -95,9 +96,9 @@ async def _jobs_context(session: SessionDep, ml: MLDep, viewer: Viewer) -> dict[
 
 def _job_form(**values: Any) -> dict[str, Any]:
     defaults = {
-        "epochs": "2",
-        "learning_rate": "0.0002",
-        "lora_rank": "16",
+        "epochs": str(DEFAULT_EPOCHS),
+        "learning_rate": str(DEFAULT_LEARNING_RATE),
+        "lora_rank": str(DEFAULT_LORA_RANK),
         "min_quality": "0",
         "include_history": False,
         "error": None,
@@ -274,9 +275,9 @@ async def start_job(
     session: SessionDep,
     ml: MLDep,
     settings: SettingsDep,
-    epochs: Annotated[str, Form(max_length=8)] = "2",
-    learning_rate: Annotated[str, Form(max_length=16)] = "0.0002",
-    lora_rank: Annotated[str, Form(max_length=8)] = "16",
+    epochs: Annotated[str, Form(max_length=8)] = str(DEFAULT_EPOCHS),
+    learning_rate: Annotated[str, Form(max_length=16)] = str(DEFAULT_LEARNING_RATE),
+    lora_rank: Annotated[str, Form(max_length=8)] = str(DEFAULT_LORA_RANK),
     min_quality: Annotated[str, Form(max_length=8)] = "0",
     include_history: Annotated[bool, Form()] = False,
 ) -> Response:

@@ -1,0 +1,374 @@
+"""Real-data check: after learning from a person's past replies, does the model write like them?
+
+Data: the BYU Chit-Chat corpus (`../shared/data/chitchat`): real people texting each other,
+with sender ids that are stable across conversations, so one person can play the owner.
+
+1. Picks a person (the one in the most conversations, or `--sender`) and their conversations,
+   in file order, until those hold about `--replies` of their replies (a reply: the first
+   message of their turn after the other person's, as the server's history counts them).
+2. Starts the ML service and the API server in subprocesses (SQLite in a temporary data
+   directory, no Redis, the bundled model: what `make up` runs), signs in as the owner,
+   approves a device and syncs the conversations through `POST /api/sync/messages`, that
+   person's messages as outgoing.
+3. `POST /api/training/jobs {"includeHistory": true}` with the API's defaults (or
+   `--epochs`, `--learning-rate`), following its progress to the end.
+4. Held-out perplexity: from the job's metrics, NLL and perplexity of the person's replies in
+   the conversations the job held out, under the base model and under the new adapter.
+   Goal: the adapter's perplexity at least 20 % lower.
+5. Suggestions: for up to `--suggestions` held-out replies, one suggestion from the base model
+   and one with the job's adapter (switched through `/api/training/adapters`), from the same
+   prompt with the same seed and the product's sampling (temperature 0.7, 64 tokens), scored
+   against what the person really wrote with chrF (sacrebleu). Goal: adapted chrF > base.
+
+No message text is printed, only counts and scores (`--show N` prints N examples).
+
+    .venv/bin/python bench/style_eval.py [--replies 1500] [--suggestions 150] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sacrebleu.metrics import CHRF
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.common import (  # noqa: E402
+    PASSWORD,
+    approved_device,
+    convassist,
+    free_port,
+    owner_headers,
+    service_env,
+)
+
+from convassist.core.prompt import clean_text  # noqa: E402
+from convassist.ml.lora.dataset import Sample, read_samples, split_by_conversation, usable  # noqa: E402
+
+CHITCHAT = REPO.parent / "shared" / "data" / "chitchat" / "dataset.json.gz"
+HOLDOUT_FRACTION = 0.1
+"""What the server asks the ML service to hold out (the `/training/jobs` default)."""
+PERPLEXITY_GOAL = 0.20
+SAMPLING = {"n": 1, "maxTokens": 64, "temperature": 0.7}
+FINISHED = ("completed", "failed", "cancelled")
+
+Conversation = dict[str, Any]
+
+
+def load_corpus() -> dict[str, Conversation]:
+    if not CHITCHAT.is_file():
+        raise SystemExit(f"The Chit-Chat corpus is not at {CHITCHAT}; see docs/DEVELOPMENT.md.")
+    with gzip.open(CHITCHAT, "rt", encoding="utf-8") as handle:
+        corpus: dict[str, Conversation] = json.load(handle)
+    return corpus
+
+
+def most_conversations(corpus: dict[str, Conversation]) -> str:
+    counts = Counter(
+        sender
+        for conversation in corpus.values()
+        for sender in {turn[0]["sender"] for turn in conversation["messages"]}
+    )
+    return counts.most_common(1)[0][0]
+
+
+def replies_in(conversation: Conversation, me: str) -> int:
+    """The person's replies: their first non-empty message after one from the other side."""
+    count, previous_incoming = 0, False
+    for turn in conversation["messages"]:
+        for message in turn:
+            if not clean_text(message["text"]):
+                continue
+            mine = message["sender"] == me
+            count += mine and previous_incoming
+            previous_incoming = not mine
+    return count
+
+
+def pick_conversations(
+    corpus: dict[str, Conversation], me: str, replies: int
+) -> list[tuple[str, Conversation]]:
+    chosen: list[tuple[str, Conversation]] = []
+    total = 0
+    for conversation_id, conversation in corpus.items():
+        if total >= replies:
+            break
+        senders = {turn[0]["sender"] for turn in conversation["messages"]}
+        if me in senders and len(senders) == 2:
+            chosen.append((conversation_id, conversation))
+            total += replies_in(conversation, me)
+    return chosen
+
+
+def sync_payload(conversation_id: str, conversation: Conversation, me: str) -> dict[str, Any]:
+    """One conversation as the agent would send it; times made strictly increasing (the
+    corpus has one-second resolution, chat.db has nanoseconds)."""
+    other = next(t[0]["sender"] for t in conversation["messages"] if t[0]["sender"] != me)
+    messages: list[dict[str, Any]] = []
+    previous: datetime | None = None
+    for number, message in enumerate(m for turn in conversation["messages"] for m in turn):
+        sent = datetime.fromisoformat(message["timestamp"].replace("Z", "+00:00"))
+        if previous is not None and sent <= previous:
+            sent = previous + timedelta(milliseconds=1)
+        previous = sent
+        mine = message["sender"] == me
+        messages.append(
+            {
+                "imessageGuid": f"{conversation_id}-{number}",
+                "senderId": None if mine else other,
+                "direction": "outgoing" if mine else "incoming",
+                "text": message["text"],
+                "sentAt": sent.isoformat(),
+            }
+        )
+    return {"conversationId": conversation_id, "participants": [other], "messages": messages}
+
+
+async def sync_all(
+    client: httpx.AsyncClient, token: str, payloads: list[dict[str, Any]]
+) -> dict[str, int]:
+    totals: Counter[str] = Counter()
+    auth = {"Authorization": f"Bearer {token}"}
+    for payload in payloads:
+        resp = await client.post("/api/sync/messages", json=payload, headers=auth)
+        if resp.status_code != 200:
+            raise SystemExit(f"sync failed ({resp.status_code}): {resp.text[:300]}")
+        totals.update({k: v for k, v in resp.json().items() if isinstance(v, int)})
+    return dict(totals)
+
+
+async def train(client: httpx.AsyncClient, body: dict[str, Any]) -> dict[str, Any]:
+    """Start the job and follow it to the end; returns the finished job."""
+    resp = await client.post("/api/training/jobs", json=body)
+    if resp.status_code != 201:
+        raise SystemExit(f"POST /api/training/jobs failed ({resp.status_code}): {resp.text}")
+    job: dict[str, Any] = resp.json()
+    print(f"job {job['id']}: {job['sampleCount']} samples")
+    shown = -1
+    while job["status"] not in FINISHED:
+        await asyncio.sleep(5)
+        job = (await client.get(f"/api/training/jobs/{job['id']}")).json()
+        if job["progress"] // 10 != shown // 10:
+            shown = job["progress"]
+            metrics = job["metrics"]
+            print(
+                f"  {job['status']:>9} {job['progress']:3d} %  step {metrics.get('step', '-')}"
+                f"/{metrics.get('totalSteps', '-')}  loss {metrics.get('loss', '-')}"
+                f"  {metrics.get('tokensPerSecond', '-')} tokens/s",
+                flush=True,
+            )
+    if job["status"] != "completed":
+        raise SystemExit(f"the job ended {job['status']}: {job['error']}")
+    return job
+
+
+async def suggest(
+    ml: httpx.AsyncClient, samples: list[Sample], *, seed: int
+) -> tuple[list[str], float]:
+    """The first suggestion for each sample's prompt; also the mean seconds per request."""
+    texts: list[str] = []
+    started = time.perf_counter()
+    for index, sample in enumerate(samples):
+        resp = await ml.post(
+            "/generate", json={"prompt": sample.prompt, "seed": seed + index, **SAMPLING}
+        )
+        if resp.status_code != 200:
+            raise SystemExit(f"POST /generate failed ({resp.status_code}): {resp.text[:300]}")
+        texts.append(resp.json()["candidates"][0]["text"])
+    return texts, (time.perf_counter() - started) / max(len(samples), 1)
+
+
+async def switch_adapter(api: httpx.AsyncClient, adapter_id: str | None) -> str:
+    path = (
+        f"/api/training/adapters/{adapter_id}/activate"
+        if adapter_id
+        else "/api/training/adapters/deactivate"
+    )
+    resp = await api.post(path)
+    if resp.status_code != 200:
+        raise SystemExit(f"POST {path} failed ({resp.status_code}): {resp.text}")
+    return str(resp.json().get("modelVersion"))
+
+
+def words(text: str) -> int:
+    return len(text.split())
+
+
+async def evaluate(
+    args: argparse.Namespace, server: str, ml_url: str, data_dir: Path
+) -> dict[str, Any]:
+    corpus = load_corpus()
+    me = args.sender or most_conversations(corpus)
+    chosen = pick_conversations(corpus, me, args.replies)
+    payloads = [sync_payload(cid, conversation, me) for cid, conversation in chosen]
+    result: dict[str, Any] = {"sender": me, "conversations": len(chosen)}
+    async with (
+        httpx.AsyncClient(base_url=server, timeout=600) as client,
+        httpx.AsyncClient(base_url=ml_url, timeout=600) as ml,
+    ):
+        owner = await owner_headers(client)
+        device = await approved_device(client, owner)
+        started = time.perf_counter()
+        synced = await sync_all(client, device["token"], payloads)
+        result["syncSeconds"] = round(time.perf_counter() - started, 1)
+        result["syncedMessages"] = sum(len(p["messages"]) for p in payloads)
+        print(
+            f"person {me[:8]}: {len(chosen)} conversations, {result['syncedMessages']} messages "
+            f"synced in {result['syncSeconds']} s ({synced.get('inserted', 0)} inserted)"
+        )
+
+        body: dict[str, Any] = {"includeHistory": True}
+        if args.epochs:
+            body["epochs"] = args.epochs
+        if args.learning_rate:
+            body["learningRate"] = args.learning_rate
+        client.headers.update(owner)
+        started = time.perf_counter()
+        job = await train(client, body)
+        result["jobWallSeconds"] = round(time.perf_counter() - started, 1)
+        metrics = job["metrics"]
+        result["job"] = {
+            k: job[k] for k in ("id", "epochs", "learningRate", "loraRank", "sampleCount")
+        }
+        result["metrics"] = metrics
+
+        snapshot = data_dir / "training" / "jobs" / job["id"] / "samples.jsonl"
+        _, heldout = split_by_conversation(usable(read_samples(snapshot)), HOLDOUT_FRACTION)
+        if len(heldout) != metrics["heldOutSamples"]:
+            raise SystemExit("the held-out split here differs from the job's")
+        heldout = heldout[: args.suggestions]
+        references = [sample.completion for sample in heldout]
+        outputs: dict[str, list[str]] = {}
+        for name, adapter in (("base", None), ("adapted", job["adapterId"])):
+            version = await switch_adapter(client, adapter)
+            outputs[name], seconds = await suggest(ml, heldout, seed=args.seed)
+            print(
+                f"  {len(heldout)} {name} suggestions from {version}: {seconds * 1000:.0f} ms each"
+            )
+
+    chrf = CHRF()
+    result["suggestions"] = {
+        name: {
+            "chrF": round(chrf.corpus_score(texts, [references]).score, 2),
+            "meanWords": round(statistics.mean(map(words, texts)), 2),
+        }
+        for name, texts in outputs.items()
+    }
+    result["suggestions"]["real"] = {"meanWords": round(statistics.mean(map(words, references)), 2)}
+    closer = sum(
+        chrf.sentence_score(adapted, [real]).score > chrf.sentence_score(base, [real]).score
+        for base, adapted, real in zip(outputs["base"], outputs["adapted"], references, strict=True)
+    )
+    ties = sum(
+        chrf.sentence_score(adapted, [real]).score == chrf.sentence_score(base, [real]).score
+        for base, adapted, real in zip(outputs["base"], outputs["adapted"], references, strict=True)
+    )
+    result["suggestions"]["adaptedCloser"] = closer
+    result["suggestions"]["ties"] = ties
+    result["suggestions"]["count"] = len(references)
+    for index in range(min(args.show, len(heldout))):
+        print(f"\n--- held-out reply {index + 1}\n{heldout[index].prompt}")
+        print(f"  real:    {references[index]!r}")
+        print(f"  base:    {outputs['base'][index]!r}")
+        print(f"  adapted: {outputs['adapted'][index]!r}")
+    return result
+
+
+def report(result: dict[str, Any]) -> bool:
+    metrics, suggestions = result["metrics"], result["suggestions"]
+    drop = 1 - metrics["adapterPerplexity"] / metrics["basePerplexity"]
+    print(
+        f"\njob: {metrics['trainSamples']} training replies, {metrics['epochs']} epoch(s), "
+        f"lr {metrics['learningRate']}, r={metrics['loraRank']}: trained in "
+        f"{metrics['trainSeconds']} s at {metrics['tokensPerSecond']} tokens/s; "
+        f"{result['jobWallSeconds']} s from POST to completed"
+    )
+    print(
+        f"held out: {metrics['heldOutSamples']} replies in {metrics['heldOutConversations']} "
+        f"conversations, {metrics['heldOutTokens']} tokens"
+    )
+    print(
+        f"  NLL/token  base {metrics['baseNll']:.3f}  adapted {metrics['adapterNll']:.3f}\n"
+        f"  perplexity base {metrics['basePerplexity']:.2f}  adapted "
+        f"{metrics['adapterPerplexity']:.2f}  drop {drop:.1%} (goal >= {PERCENT_GOAL})"
+    )
+    print(
+        f"suggestions on {suggestions['count']} held-out replies, chrF against the real reply:\n"
+        f"  base {suggestions['base']['chrF']:.2f}  adapted {suggestions['adapted']['chrF']:.2f}"
+        f"  (adapted closer on {suggestions['adaptedCloser']}, ties {suggestions['ties']})\n"
+        f"  mean words: real {suggestions['real']['meanWords']}  base "
+        f"{suggestions['base']['meanWords']}  adapted {suggestions['adapted']['meanWords']}"
+    )
+    met = drop >= PERPLEXITY_GOAL and suggestions["adapted"]["chrF"] > suggestions["base"]["chrF"]
+    print(f"goals: {'met' if met else 'NOT met'}")
+    result["perplexityDrop"] = round(drop, 4)
+    return met
+
+
+PERCENT_GOAL = f"{PERPLEXITY_GOAL:.0%}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sender", help="Chit-Chat sender id (default: most conversations)")
+    parser.add_argument("--replies", type=int, default=1500, help="about this many replies")
+    parser.add_argument("--epochs", type=int, help="default: the API's")
+    parser.add_argument("--learning-rate", type=float, help="default: the API's")
+    parser.add_argument("--suggestions", type=int, default=150)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--show", type=int, default=0, help="print N examples (message text)")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="convassist-style-") as tmp_name:
+        tmp = Path(tmp_name)
+        data_dir = tmp / "data"
+        ml_port, server_port = free_port(), free_port()
+        ml_url, server = f"http://127.0.0.1:{ml_port}", f"http://127.0.0.1:{server_port}"
+        env = service_env(
+            CONVASSIST_DATA_DIR=str(data_dir),
+            CONVASSIST_LOG_FORMAT="json",
+            CONVASSIST_LOG_LEVEL="WARNING",
+            ML_SERVICE_URL=ml_url,
+        )
+        for command in (["db", "upgrade"], ["admin", "set-password", "--password-stdin"]):
+            subprocess.run(
+                [sys.executable, "-m", "convassist", *command],
+                input=PASSWORD + "\n",
+                text=True,
+                env=env,
+                check=True,
+                capture_output=True,
+            )
+        with (
+            convassist(["ml", "--port", str(ml_port)], f"{ml_url}/health", env, tmp / "ml.log"),
+            convassist(
+                ["server", "--port", str(server_port)],
+                f"{server}/api/health",
+                env,
+                tmp / "server.log",
+            ),
+        ):
+            result = asyncio.run(evaluate(args, server, ml_url, data_dir))
+    met = report(result)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return 0 if met else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
