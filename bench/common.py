@@ -67,6 +67,38 @@ def convassist(args: list[str], health_url: str, env: dict[str, str], log: Path)
             process.wait(timeout=30)
 
 
+@contextmanager
+def ml_and_server(tmp: Path, **settings: str) -> Iterator[tuple[str, str]]:
+    """The ML service and the API server in subprocesses until the block ends (data in
+    `tmp/data`, logs in `tmp`, the database migrated, the owner password `PASSWORD`, plus
+    `settings`); yields their base URLs: (ML service, API server)."""
+    ml_port, server_port = free_port(), free_port()
+    ml, server = f"http://127.0.0.1:{ml_port}", f"http://127.0.0.1:{server_port}"
+    env = service_env(
+        CONVASSIST_DATA_DIR=str(tmp / "data"),
+        CONVASSIST_LOG_FORMAT="json",
+        CONVASSIST_LOG_LEVEL="WARNING",
+        ML_SERVICE_URL=ml,
+        **settings,
+    )
+    for command in (["db", "upgrade"], ["admin", "set-password", "--password-stdin"]):
+        subprocess.run(
+            [sys.executable, "-m", "convassist", *command],
+            input=PASSWORD + "\n",
+            text=True,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+    with (
+        convassist(["ml", "--port", str(ml_port)], f"{ml}/health", env, tmp / "ml.log"),
+        convassist(
+            ["server", "--port", str(server_port)], f"{server}/api/health", env, tmp / "server.log"
+        ),
+    ):
+        yield ml, server
+
+
 async def create_database(name: str) -> str:
     """A new, empty PostgreSQL database; returns its asyncpg-style URL."""
     import asyncpg

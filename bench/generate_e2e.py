@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,16 +31,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (
-    PASSWORD,
-    approved_device,
-    convassist,
-    create_database,
-    free_port,
-    owner_headers,
-    percentile,
-    service_env,
-)
+from common import approved_device, create_database, ml_and_server, owner_headers, percentile
 
 GOAL_MS = 15.0
 STOP = ["\nThem:", "\nMe:", "\n\n", "\n\n\n"]
@@ -148,32 +138,7 @@ def main() -> int:
             database = f"sqlite:///{tmp / 'bench.sqlite3'}"
         else:
             database = asyncio.run(create_database(f"convassist_bench_e2e_{uuid.uuid4().hex[:6]}"))
-        ml_port, server_port = free_port(), free_port()
-        ml, server = f"http://127.0.0.1:{ml_port}", f"http://127.0.0.1:{server_port}"
-        env = service_env(
-            CONVASSIST_DATA_DIR=str(tmp / "data"),
-            CONVASSIST_LOG_FORMAT="json",
-            CONVASSIST_LOG_LEVEL="WARNING",
-            DATABASE_URL=database,
-            ML_SERVICE_URL=ml,
-        )
-        subprocess.run(
-            [sys.executable, "-m", "convassist", "admin", "set-password", "--password-stdin"],
-            input=PASSWORD + "\n",
-            text=True,
-            env=env,
-            check=True,
-            capture_output=True,
-        )
-        with (
-            convassist(["ml", "--port", str(ml_port)], f"{ml}/health", env, tmp / "ml.log"),
-            convassist(
-                ["server", "--port", str(server_port)],
-                f"{server}/api/health",
-                env,
-                tmp / "server.log",
-            ),
-        ):
+        with ml_and_server(tmp, DATABASE_URL=database) as (ml, server):
             direct, through_server = asyncio.run(measure(server, ml, args))
 
     differences = [s - d for s, d in zip(through_server, direct, strict=True)]

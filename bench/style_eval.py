@@ -15,10 +15,11 @@ with sender ids that are stable across conversations, so one person can play the
 4. Held-out perplexity: from the job's metrics, NLL and perplexity of the person's replies in
    the conversations the job held out, under the base model and under the new adapter.
    Goal: the adapter's perplexity at least 20 % lower.
-5. Suggestions: for up to `--suggestions` held-out replies, one suggestion from the base model
-   and one with the job's adapter (switched through `/api/training/adapters`), from the same
-   prompt with the same seed and the product's sampling (temperature 0.7, 64 tokens), scored
-   against what the person really wrote with chrF (sacrebleu). Goal: adapted chrF > base.
+5. Suggestions: for up to `--suggestions` held-out replies, `--seeds` suggestions from the
+   base model and as many with the job's adapter (switched through `/api/training/adapters`),
+   same prompts and seeds, with the server's suggestion settings (temperature 0.7, up to 64
+   tokens, the first line), scored against what the person really wrote with chrF
+   (sacrebleu). Goal: adapted chrF > base.
 
 No message text is printed, only counts and scores (`--show N` prints N examples).
 
@@ -32,7 +33,6 @@ import asyncio
 import gzip
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -47,23 +47,17 @@ from sacrebleu.metrics import CHRF
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.common import (  # noqa: E402
-    PASSWORD,
-    approved_device,
-    convassist,
-    free_port,
-    owner_headers,
-    service_env,
-)
+from bench.common import approved_device, ml_and_server, owner_headers  # noqa: E402
 
-from convassist.core.prompt import clean_text  # noqa: E402
+from convassist.core.prompt import REPLY_STOP, clean_text, extract_reply  # noqa: E402
+from convassist.core.training import DEFAULT_HOLDOUT_FRACTION  # noqa: E402
 from convassist.ml.lora.dataset import Sample, read_samples, split_by_conversation, usable  # noqa: E402
 
 CHITCHAT = REPO.parent / "shared" / "data" / "chitchat" / "dataset.json.gz"
-HOLDOUT_FRACTION = 0.1
-"""What the server asks the ML service to hold out (the `/training/jobs` default)."""
 PERPLEXITY_GOAL = 0.20
-SAMPLING = {"n": 1, "maxTokens": 64, "temperature": 0.7}
+PERCENT_GOAL = f"{PERPLEXITY_GOAL:.0%}"
+SAMPLING = {"n": 1, "maxTokens": 64, "temperature": 0.7, "stop": list(REPLY_STOP)}
+"""What the server asks for a suggestion (its defaults), and it keeps the first line."""
 FINISHED = ("completed", "failed", "cancelled")
 
 Conversation = dict[str, Any]
@@ -158,17 +152,17 @@ async def train(client: httpx.AsyncClient, body: dict[str, Any]) -> dict[str, An
         raise SystemExit(f"POST /api/training/jobs failed ({resp.status_code}): {resp.text}")
     job: dict[str, Any] = resp.json()
     print(f"job {job['id']}: {job['sampleCount']} samples")
-    shown = -1
+    started, shown = time.perf_counter(), -1
     while job["status"] not in FINISHED:
         await asyncio.sleep(5)
         job = (await client.get(f"/api/training/jobs/{job['id']}")).json()
-        if job["progress"] // 10 != shown // 10:
+        metrics = job["metrics"]
+        if "step" in metrics and job["progress"] // 10 != shown // 10:
             shown = job["progress"]
-            metrics = job["metrics"]
             print(
-                f"  {job['status']:>9} {job['progress']:3d} %  step {metrics.get('step', '-')}"
-                f"/{metrics.get('totalSteps', '-')}  loss {metrics.get('loss', '-')}"
-                f"  {metrics.get('tokensPerSecond', '-')} tokens/s",
+                f"  {job['progress']:3d} %  step {metrics['step']}/{metrics['totalSteps']}  "
+                f"loss {metrics['loss']:.3f}  {metrics['tokensPerSecond']} tokens/s  "
+                f"{time.perf_counter() - started:.0f} s",
                 flush=True,
             )
     if job["status"] != "completed":
@@ -177,19 +171,21 @@ async def train(client: httpx.AsyncClient, body: dict[str, Any]) -> dict[str, An
 
 
 async def suggest(
-    ml: httpx.AsyncClient, samples: list[Sample], *, seed: int
+    ml: httpx.AsyncClient, samples: list[Sample], seeds: int
 ) -> tuple[list[str], float]:
-    """The first suggestion for each sample's prompt; also the mean seconds per request."""
+    """`seeds` suggestions (seeds 0, 1, …) for each sample's prompt, as the server makes them;
+    also the mean seconds per request."""
     texts: list[str] = []
     started = time.perf_counter()
-    for index, sample in enumerate(samples):
-        resp = await ml.post(
-            "/generate", json={"prompt": sample.prompt, "seed": seed + index, **SAMPLING}
-        )
-        if resp.status_code != 200:
-            raise SystemExit(f"POST /generate failed ({resp.status_code}): {resp.text[:300]}")
-        texts.append(resp.json()["candidates"][0]["text"])
-    return texts, (time.perf_counter() - started) / max(len(samples), 1)
+    for sample in samples:
+        for seed in range(seeds):
+            resp = await ml.post(
+                "/generate", json={"prompt": sample.prompt, "seed": seed, **SAMPLING}
+            )
+            if resp.status_code != 200:
+                raise SystemExit(f"POST /generate failed ({resp.status_code}): {resp.text[:300]}")
+            texts.append(extract_reply(resp.json()["candidates"][0]["text"]))
+    return texts, (time.perf_counter() - started) / max(len(texts), 1)
 
 
 async def switch_adapter(api: httpx.AsyncClient, adapter_id: str | None) -> str:
@@ -247,45 +243,53 @@ async def evaluate(
         result["metrics"] = metrics
 
         snapshot = data_dir / "training" / "jobs" / job["id"] / "samples.jsonl"
-        _, heldout = split_by_conversation(usable(read_samples(snapshot)), HOLDOUT_FRACTION)
+        _, heldout = split_by_conversation(usable(read_samples(snapshot)), DEFAULT_HOLDOUT_FRACTION)
         if len(heldout) != metrics["heldOutSamples"]:
             raise SystemExit("the held-out split here differs from the job's")
         heldout = heldout[: args.suggestions]
-        references = [sample.completion for sample in heldout]
         outputs: dict[str, list[str]] = {}
         for name, adapter in (("base", None), ("adapted", job["adapterId"])):
             version = await switch_adapter(client, adapter)
-            outputs[name], seconds = await suggest(ml, heldout, seed=args.seed)
+            outputs[name], seconds = await suggest(ml, heldout, args.seeds)
             print(
-                f"  {len(heldout)} {name} suggestions from {version}: {seconds * 1000:.0f} ms each"
+                f"  {len(outputs[name])} {name} suggestions from {version}: "
+                f"{seconds * 1000:.0f} ms each"
             )
 
+    references = [sample.completion for sample in heldout for _ in range(args.seeds)]
+    result["suggestions"] = score_suggestions(outputs, references)
+    for index in range(min(args.show, len(heldout))):
+        print(f"\n--- held-out reply {index + 1}\n{heldout[index].prompt}")
+        print(f"  real:    {heldout[index].completion!r}")
+        for name, texts in outputs.items():
+            print(f"  {name + ':':<8} {texts[index * args.seeds]!r}")
+    return result
+
+
+def score_suggestions(outputs: dict[str, list[str]], references: list[str]) -> dict[str, Any]:
+    """Corpus chrF of each model's suggestions against the real replies, and per reply which
+    model came closer (sentence chrF)."""
     chrf = CHRF()
-    result["suggestions"] = {
+    scores: dict[str, Any] = {
         name: {
             "chrF": round(chrf.corpus_score(texts, [references]).score, 2),
             "meanWords": round(statistics.mean(map(words, texts)), 2),
         }
         for name, texts in outputs.items()
     }
-    result["suggestions"]["real"] = {"meanWords": round(statistics.mean(map(words, references)), 2)}
-    closer = sum(
-        chrf.sentence_score(adapted, [real]).score > chrf.sentence_score(base, [real]).score
-        for base, adapted, real in zip(outputs["base"], outputs["adapted"], references, strict=True)
-    )
-    ties = sum(
-        chrf.sentence_score(adapted, [real]).score == chrf.sentence_score(base, [real]).score
-        for base, adapted, real in zip(outputs["base"], outputs["adapted"], references, strict=True)
-    )
-    result["suggestions"]["adaptedCloser"] = closer
-    result["suggestions"]["ties"] = ties
-    result["suggestions"]["count"] = len(references)
-    for index in range(min(args.show, len(heldout))):
-        print(f"\n--- held-out reply {index + 1}\n{heldout[index].prompt}")
-        print(f"  real:    {references[index]!r}")
-        print(f"  base:    {outputs['base'][index]!r}")
-        print(f"  adapted: {outputs['adapted'][index]!r}")
-    return result
+    scores["real"] = {"meanWords": round(statistics.mean(map(words, references)), 2)}
+    sentence = {
+        name: [
+            chrf.sentence_score(text, [real]).score
+            for text, real in zip(texts, references, strict=True)
+        ]
+        for name, texts in outputs.items()
+    }
+    pairs = list(zip(sentence["base"], sentence["adapted"], strict=True))
+    scores["adaptedCloser"] = sum(adapted > base for base, adapted in pairs)
+    scores["baseCloser"] = sum(base > adapted for base, adapted in pairs)
+    scores["count"] = len(references)
+    return scores
 
 
 def report(result: dict[str, Any]) -> bool:
@@ -307,9 +311,11 @@ def report(result: dict[str, Any]) -> bool:
         f"{metrics['adapterPerplexity']:.2f}  drop {drop:.1%} (goal >= {PERCENT_GOAL})"
     )
     print(
-        f"suggestions on {suggestions['count']} held-out replies, chrF against the real reply:\n"
+        f"{suggestions['count']} suggestions on {metrics['heldOutSamples']} held-out replies, "
+        "chrF against the real reply:\n"
         f"  base {suggestions['base']['chrF']:.2f}  adapted {suggestions['adapted']['chrF']:.2f}"
-        f"  (adapted closer on {suggestions['adaptedCloser']}, ties {suggestions['ties']})\n"
+        f"  (closer to the real reply: adapted {suggestions['adaptedCloser']}, base "
+        f"{suggestions['baseCloser']})\n"
         f"  mean words: real {suggestions['real']['meanWords']}  base "
         f"{suggestions['base']['meanWords']}  adapted {suggestions['adapted']['meanWords']}"
     )
@@ -319,51 +325,22 @@ def report(result: dict[str, Any]) -> bool:
     return met
 
 
-PERCENT_GOAL = f"{PERPLEXITY_GOAL:.0%}"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sender", help="Chit-Chat sender id (default: most conversations)")
     parser.add_argument("--replies", type=int, default=1500, help="about this many replies")
     parser.add_argument("--epochs", type=int, help="default: the API's")
     parser.add_argument("--learning-rate", type=float, help="default: the API's")
-    parser.add_argument("--suggestions", type=int, default=150)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--suggestions", type=int, default=150, help="held-out replies")
+    parser.add_argument("--seeds", type=int, default=3, help="suggestions per held-out reply")
     parser.add_argument("--show", type=int, default=0, help="print N examples (message text)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="convassist-style-") as tmp_name:
         tmp = Path(tmp_name)
-        data_dir = tmp / "data"
-        ml_port, server_port = free_port(), free_port()
-        ml_url, server = f"http://127.0.0.1:{ml_port}", f"http://127.0.0.1:{server_port}"
-        env = service_env(
-            CONVASSIST_DATA_DIR=str(data_dir),
-            CONVASSIST_LOG_FORMAT="json",
-            CONVASSIST_LOG_LEVEL="WARNING",
-            ML_SERVICE_URL=ml_url,
-        )
-        for command in (["db", "upgrade"], ["admin", "set-password", "--password-stdin"]):
-            subprocess.run(
-                [sys.executable, "-m", "convassist", *command],
-                input=PASSWORD + "\n",
-                text=True,
-                env=env,
-                check=True,
-                capture_output=True,
-            )
-        with (
-            convassist(["ml", "--port", str(ml_port)], f"{ml_url}/health", env, tmp / "ml.log"),
-            convassist(
-                ["server", "--port", str(server_port)],
-                f"{server}/api/health",
-                env,
-                tmp / "server.log",
-            ),
-        ):
-            result = asyncio.run(evaluate(args, server, ml_url, data_dir))
+        with ml_and_server(tmp) as (ml_url, server):
+            result = asyncio.run(evaluate(args, server, ml_url, tmp / "data"))
     met = report(result)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -43,7 +43,11 @@ CHITCHAT = REPO.parent / "shared" / "data" / "chitchat" / "dataset.json.gz"
 sys.path.insert(0, str(REPO))
 
 from convassist.core.prompt import ChatLine, render_prompt  # noqa: E402
-from convassist.core.training import ATTENTION_MODULES, MLP_MODULES  # noqa: E402
+from convassist.core.training import (  # noqa: E402
+    ATTENTION_MODULES,
+    DEFAULT_MAX_CONTEXT,
+    MLP_MODULES,
+)
 from convassist.ml.llm import Sampling  # noqa: E402
 from convassist.ml.lora import dataset, export, trainer  # noqa: E402
 from convassist.ml.lora.dataset import Example, Sample  # noqa: E402
@@ -202,7 +206,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=128, help="examples per round")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--max-length", type=int, default=DEFAULT_MAX_CONTEXT)
     parser.add_argument("--generation-runs", type=int, default=8)
     parser.add_argument("--skip-naive", action="store_true")
     parser.add_argument("--job", type=int, default=0, help="also run a real job on N replies")
@@ -219,7 +223,11 @@ def main() -> None:
     )
     base = trainer.load_model(model_path)
     config = trainer.TrainConfig(epochs=1, threads=2)
-    print(f"Training, LoRA r={config.rank} on {', '.join(config.target_modules)}, batch 8:")
+    layers = trainer.lora_layer_count(config, base.config.num_hidden_layers)
+    print(
+        f"Training, LoRA r={config.rank} on {', '.join(config.target_modules)} of the top "
+        f"{layers} layers, batch {config.batch_size}:"
+    )
     ours_model, ours, raw = bench_training(base, examples, args.rounds, config)
     print(
         f"ours {ours:7.1f} tokens/s   raw peft loop {raw:7.1f} tokens/s   ratio {ours / raw:.2f}x"

@@ -16,7 +16,7 @@ from convassist.server.ml_client import MLClient
 from convassist.server.models import TrainingJob
 from convassist.server.training.history import history_samples
 from convassist.server.training.jobs import snapshot_path
-from tests.support.services import free_port
+from tests.support.services import free_port, ml_service
 
 pytestmark = pytest.mark.asyncio
 
@@ -160,10 +160,19 @@ async def test_a_job_from_the_api_changes_what_the_served_model_suggests(
     app: object,
     owner_client: httpx.AsyncClient,
     device_client: httpx.AsyncClient,
-    ml_service_url: str,
+    tmp_path: Path,
 ) -> None:
-    """History → job → GGUF adapter swapped into the running ML service → new suggestions."""
-    app.state.ml_client = MLClient(ml_service_url, timeout=60)  # type: ignore[attr-defined]
+    """History → job → GGUF adapter swapped into the running ML service → new suggestions.
+
+    Its own ML service: the adapter it stores must not show up in other tests."""
+    with ml_service(tmp_path) as ml_url:
+        app.state.ml_client = MLClient(ml_url, timeout=60)  # type: ignore[attr-defined]
+        await _train_and_compare(owner_client, device_client)
+
+
+async def _train_and_compare(
+    owner_client: httpx.AsyncClient, device_client: httpx.AsyncClient
+) -> None:
     # The owner always answers the same way, in ten chats.
     for chat in range(10):
         lines = []
@@ -193,21 +202,18 @@ async def test_a_job_from_the_api_changes_what_the_served_model_suggests(
     assert created.status_code == 201, created.text
     job = created.json()
     assert job["sampleCount"] == 30
-    try:
-        for _ in range(600):
-            job = (await owner_client.get(f"/api/training/jobs/{job['id']}")).json()
-            if job["status"] in ("completed", "failed", "cancelled"):
-                break
-            await asyncio.sleep(0.5)
-        assert job["status"] == "completed", job["error"]
-        metrics = job["metrics"]
-        assert metrics["heldOutSamples"] > 0
-        assert metrics["adapterNll"] < metrics["baseNll"]
-        adapters = (await owner_client.get("/api/training/adapters")).json()
-        assert adapters["active"] == job["adapterId"]  # auto-activated, no restart
+    for _ in range(600):
+        job = (await owner_client.get(f"/api/training/jobs/{job['id']}")).json()
+        if job["status"] in ("completed", "failed", "cancelled"):
+            break
+        await asyncio.sleep(0.5)
+    assert job["status"] == "completed", job["error"]
+    metrics = job["metrics"]
+    assert metrics["heldOutSamples"] > 0
+    assert metrics["adapterNll"] < metrics["baseNll"]
+    adapters = (await owner_client.get("/api/training/adapters")).json()
+    assert adapters["active"] == job["adapterId"]  # auto-activated, no restart
 
-        after = await _suggest(owner_client, message_id)
-        assert after["modelVersion"] == f"{before['modelVersion']}+{job['adapterId']}"
-        assert LANDMARK in str(after["response"]).lower()
-    finally:
-        await owner_client.post("/api/training/adapters/deactivate")
+    after = await _suggest(owner_client, message_id)
+    assert after["modelVersion"] == f"{before['modelVersion']}+{job['adapterId']}"
+    assert LANDMARK in str(after["response"]).lower()

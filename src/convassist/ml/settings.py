@@ -162,8 +162,8 @@ class MLSettings(CommonSettings):
         None,
         validation_alias="ML_SERVICE_TRAIN_LORA_LAYERS",
         ge=1,
-        description="Put the LoRA on the top this many layers only (faster: the backward "
-        "pass stops there); unset = every layer.",
+        description="Put the LoRA on the top this many layers (the backward pass stops "
+        "there: fewer is faster); unset = the top half; the model's layer count = all.",
     )
     training_queue_name: str = Field(
         DEFAULT_TRAINING_QUEUE_NAME,

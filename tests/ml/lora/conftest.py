@@ -99,7 +99,8 @@ def trained_adapter(
     default_model_path: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> TrainedAdapter:
-    """The default targets (attention), a few steps at a high learning rate, exported."""
+    """The default targets (every projection of the top 15 layers), a few steps at a high
+    learning rate, exported."""
     from convassist.ml.lora.export import export_adapter
     from convassist.ml.lora.trainer import TrainConfig, add_lora, train
 

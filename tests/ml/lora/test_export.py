@@ -102,11 +102,11 @@ def test_without_the_q_k_permutation_llama_cpp_disagrees(
     tensors = lora_tensors(trained_adapter.peft_model)
     unpermuted = {}
     for name, module in trained_adapter.peft_model.named_modules():
-        if name.endswith(".layers.3.self_attn.q_proj"):
-            unpermuted["blk.3.attn_q.weight.lora_b"] = (
+        if name.endswith(".layers.20.self_attn.q_proj"):
+            unpermuted["blk.20.attn_q.weight.lora_b"] = (
                 module.lora_B["default"].weight.detach().numpy().copy()
             )
-    q_only = {k: v for k, v in tensors.items() if k.startswith("blk.3.attn_q.")}
+    q_only = {k: v for k, v in tensors.items() if k.startswith("blk.20.attn_q.")}
     right, wrong = tmp_path / "right.gguf", tmp_path / "wrong.gguf"
     alpha = trained_adapter.config.lora_alpha
     write_adapter(right, q_only, alpha=alpha, architecture="llama", name="q")
@@ -122,8 +122,9 @@ def test_without_the_q_k_permutation_llama_cpp_disagrees(
 def every_projection(
     torch_model: Any, default_model_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> TrainedAdapter:
-    """LoRA on all seven projections with random (large) lora_B: covers every tensor name."""
-    config = TrainConfig(rank=4, target_modules=ATTENTION_MODULES + MLP_MODULES)
+    """LoRA on all seven projections of all 30 layers with random (large) lora_B: covers
+    every tensor name."""
+    config = TrainConfig(rank=4, target_modules=ATTENTION_MODULES + MLP_MODULES, layers=30)
     peft_model = add_lora(copy.deepcopy(torch_model), config)
     generator = torch.Generator().manual_seed(0)
     for name, param in peft_model.named_parameters():

@@ -66,3 +66,15 @@ def test_lora_can_be_limited_to_the_top_layers(torch_model: Any) -> None:
     model = add_lora(copy.deepcopy(torch_model), TrainConfig(rank=2, layers=2))
     layers = {name.split(".")[1] for name in lora_tensors(model)}
     assert layers == {"28", "29"}
+
+
+def test_by_default_the_lora_adapts_every_projection_of_the_top_half(torch_model: Any) -> None:
+    from convassist.ml.lora.export import lora_tensors
+
+    model = add_lora(copy.deepcopy(torch_model), TrainConfig(rank=2))
+    names = lora_tensors(model)
+    assert {int(name.split(".")[1]) for name in names} == set(range(15, 30))
+    kinds = {name.split(".")[2] for name in names}
+    assert kinds == {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"}
+    everything = add_lora(copy.deepcopy(torch_model), TrainConfig(rank=2, layers=99))
+    assert {name.split(".")[1] for name in lora_tensors(everything)} == {str(i) for i in range(30)}

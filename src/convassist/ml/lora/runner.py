@@ -110,7 +110,8 @@ def run(files: JobFiles, reporter: Reporter) -> None:
     )
     model = trainer.load_model(Path(spec.model_path))
     peft_model = trainer.add_lora(model, config)
-    reporter.update(progress=10)
+    metrics["loraLayers"] = trainer.lora_layer_count(config, model.config.num_hidden_layers)
+    reporter.update(progress=10, metrics=metrics)
 
     def on_progress(progress: trainer.Progress) -> None:
         check_parent()

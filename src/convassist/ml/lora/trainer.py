@@ -32,6 +32,7 @@ from torch.nn import functional
 from convassist.core.training import (
     DEFAULT_EPOCHS,
     DEFAULT_LEARNING_RATE,
+    DEFAULT_LORA_LAYER_SHARE,
     DEFAULT_LORA_RANK,
     DEFAULT_TARGET_MODULES,
 )
@@ -56,7 +57,8 @@ class TrainConfig:
     batch_size: int = 8
     target_modules: tuple[str, ...] = DEFAULT_TARGET_MODULES
     layers: int | None = None
-    """Adapt only the top this many layers (backward then stops there); None = all."""
+    """Adapt only the top this many layers (the backward pass stops there); None = the top
+    `DEFAULT_LORA_LAYER_SHARE` of them."""
     threads: int | None = None
     bf16: bool | None = None
     """None = use bf16 autocast where the CPU supports it."""
@@ -116,13 +118,19 @@ def load_model(model_path: Path) -> Any:
     return model
 
 
+def lora_layer_count(config: TrainConfig, total: int) -> int:
+    """How many of the model's `total` layers (the top ones) the LoRA adapts."""
+    top = config.layers or math.ceil(total * DEFAULT_LORA_LAYER_SHARE)
+    return max(1, min(top, total))
+
+
 def add_lora(model: Any, config: TrainConfig) -> Any:
     """Wrap `model` in a peft LoRA (seeded initialisation); returns the PeftModel."""
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(config.seed)
     total = int(model.config.num_hidden_layers)
-    top = min(config.layers or total, total)
+    top = lora_layer_count(config, total)
     lora = LoraConfig(
         layers_to_transform=list(range(total - top, total)) if top < total else None,
         r=config.rank,
