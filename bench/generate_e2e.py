@@ -10,8 +10,9 @@ alternates, for `--requests` rounds:
   storing the GeneratedResponse).
 
 Both are uncached and do identical model work: each round uses a fresh seed for both calls,
-and the direct call adds one inert stop sequence ("\\n\\n\\n", never reached before "\\n\\n")
-so its cache key differs from the server's. The goal: the server adds at most 15 ms at p50.
+and the direct call asks for the server's stop sequence (the end of the line) plus an inert
+one ("\\n\\n", never reached before "\\n") so its cache key differs from the server's.
+The goal: the server adds at most 15 ms at p50.
 
     .venv/bin/python bench/generate_e2e.py [--requests 40] [--max-tokens 24] [--sqlite]
 """
@@ -32,9 +33,10 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import approved_device, create_database, ml_and_server, owner_headers, percentile
+from convassist.core.prompt import REPLY_STOP
 
 GOAL_MS = 15.0
-STOP = ["\nThem:", "\nMe:", "\n\n", "\n\n\n"]
+STOP = [*REPLY_STOP, "\n\n"]
 LINES = [
     ("incoming", "hey! are you around this weekend?"),
     ("outgoing", "yeah mostly, why"),
