@@ -147,8 +147,13 @@ def bench_training(
 
 
 def bench_naive(base: Any, samples: list[Sample], tok: dataset.LlamaTokenizer) -> float:
-    """DESIGN's naive loop: fp32, random batches of 8, up to 384 tokens, r=16 all linear."""
-    config = trainer.TrainConfig(rank=16, target_modules=ATTENTION_MODULES + MLP_MODULES)
+    """DESIGN's naive loop: fp32, random batches of 8, up to 384 tokens, r=16 on every linear
+    layer of every block."""
+    config = trainer.TrainConfig(
+        rank=16,
+        target_modules=ATTENTION_MODULES + MLP_MODULES,
+        layers=int(base.config.num_hidden_layers),
+    )
     model = trainer.add_lora(copy.deepcopy(base), config)
     examples = dataset.build_examples(samples, tok, 384)
     random.Random(0).shuffle(examples)
