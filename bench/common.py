@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import json
 import os
 import socket
 import statistics
@@ -11,12 +13,22 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
 PASSWORD = "benchmark password"
+CHITCHAT = REPO.parent / "shared" / "data" / "chitchat" / "dataset.json.gz"
 POSTGRES = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def load_chitchat() -> dict[str, Any]:
+    """The BYU Chit-Chat corpus (`CHITCHAT`, see its SOURCE.md): conversation id →
+    {"messages": [turn, …], …}, a turn being a list of one sender's messages."""
+    with gzip.open(CHITCHAT, "rt", encoding="utf-8") as handle:
+        corpus: dict[str, Any] = json.load(handle)
+    return corpus
 
 
 def free_port() -> int:

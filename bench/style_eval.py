@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gzip
 import json
 import statistics
 import sys
@@ -47,13 +46,18 @@ from sacrebleu.metrics import CHRF
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.common import approved_device, ml_and_server, owner_headers  # noqa: E402
+from bench.common import (  # noqa: E402
+    CHITCHAT,
+    approved_device,
+    load_chitchat,
+    ml_and_server,
+    owner_headers,
+)
 
 from convassist.core.prompt import REPLY_STOP, clean_text, extract_reply  # noqa: E402
 from convassist.core.training import DEFAULT_HOLDOUT_FRACTION  # noqa: E402
 from convassist.ml.lora.dataset import Sample, read_samples, split_by_conversation, usable  # noqa: E402
 
-CHITCHAT = REPO.parent / "shared" / "data" / "chitchat" / "dataset.json.gz"
 PERPLEXITY_GOAL = 0.20
 PERCENT_GOAL = f"{PERPLEXITY_GOAL:.0%}"
 SAMPLING = {"n": 1, "maxTokens": 64, "temperature": 0.7, "stop": list(REPLY_STOP)}
@@ -66,9 +70,7 @@ Conversation = dict[str, Any]
 def load_corpus() -> dict[str, Conversation]:
     if not CHITCHAT.is_file():
         raise SystemExit(f"The Chit-Chat corpus is not at {CHITCHAT}; see docs/DEVELOPMENT.md.")
-    with gzip.open(CHITCHAT, "rt", encoding="utf-8") as handle:
-        corpus: dict[str, Conversation] = json.load(handle)
-    return corpus
+    return load_chitchat()
 
 
 def most_conversations(corpus: dict[str, Conversation]) -> str:

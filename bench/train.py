@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import gzip
-import json
 import random
 import statistics
 import subprocess
@@ -39,8 +37,9 @@ from typing import Any
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-CHITCHAT = REPO.parent / "shared" / "data" / "chitchat" / "dataset.json.gz"
 sys.path.insert(0, str(REPO))
+
+from bench.common import CHITCHAT, load_chitchat  # noqa: E402
 
 from convassist.core.prompt import ChatLine, render_prompt  # noqa: E402
 from convassist.core.training import (  # noqa: E402
@@ -59,8 +58,7 @@ HISTORY = 10
 
 def chitchat_samples(limit: int) -> list[Sample]:
     """The most prolific sender's replies, each after the 10 messages before it."""
-    with gzip.open(CHITCHAT, "rt", encoding="utf-8") as handle:
-        data: dict[str, Any] = json.load(handle)
+    data = load_chitchat()
     senders = Counter(turn[0]["sender"] for c in data.values() for turn in c["messages"])
     me = senders.most_common(1)[0][0]
     samples: list[Sample] = []

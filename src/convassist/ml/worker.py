@@ -38,7 +38,8 @@ from convassist.ml.settings import MLSettings
 
 log = get_logger("convassist.ml.worker")
 
-SWEEP_SECONDS = 10
+# SAQ's defaults, but sweeping for dead workers' jobs every 10 s instead of 60 s.
+TIMERS: PartialTimersDict = {"schedule": 1, "worker_info": 10, "sweep": 10, "abort": 1}
 
 
 class JobFailed(Exception):
@@ -77,18 +78,11 @@ def build_worker(settings: MLSettings, manager: LLMManager) -> Worker[Any]:
     assert settings.redis_url is not None
     queue = saq_queue(settings.redis_url, settings.queue_name, socket_timeout=None)
     service = GenerationService(manager, make_cache(settings), Metrics())
-    # SAQ's defaults, but sweeping for dead workers' jobs every 10 s instead of 60 s.
-    timers: PartialTimersDict = {
-        "schedule": 1,
-        "worker_info": 10,
-        "sweep": SWEEP_SECONDS,
-        "abort": 1,
-    }
     worker: Worker[Any] = Worker(
         queue,
         functions=[(JOB_FUNCTION, generate_job)],
         concurrency=manager.backend.max_concurrency,
-        timers=timers,
+        timers=TIMERS,
         shutdown=_shutdown,
     )
     worker.context["service"] = service
@@ -119,17 +113,11 @@ def build_training_worker(settings: MLSettings) -> Worker[Any]:
     """A SAQ worker for the training queue: one job at a time, each in a child process."""
     assert settings.redis_url is not None
     queue = saq_queue(settings.redis_url, settings.training_queue_name, socket_timeout=None)
-    timers: PartialTimersDict = {
-        "schedule": 1,
-        "worker_info": 10,
-        "sweep": SWEEP_SECONDS,
-        "abort": 1,
-    }
     worker: Worker[Any] = Worker(
         queue,
         functions=[(TRAIN_FUNCTION, train_job)],
         concurrency=1,
-        timers=timers,
+        timers=TIMERS,
         shutdown=_shutdown_training,
     )
     worker.context["settings"] = settings
