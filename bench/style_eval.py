@@ -35,6 +35,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -57,6 +58,7 @@ from bench.common import (  # noqa: E402
 from convassist.core.prompt import REPLY_STOP, clean_text, extract_reply  # noqa: E402
 from convassist.core.training import DEFAULT_HOLDOUT_FRACTION  # noqa: E402
 from convassist.ml.lora.dataset import Sample, read_samples, split_by_conversation, usable  # noqa: E402
+from convassist.server.training.jobs import snapshot_path  # noqa: E402
 
 PERPLEXITY_GOAL = 0.20
 PERCENT_GOAL = f"{PERPLEXITY_GOAL:.0%}"
@@ -244,7 +246,7 @@ async def evaluate(
         }
         result["metrics"] = metrics
 
-        snapshot = data_dir / "training" / "jobs" / job["id"] / "samples.jsonl"
+        snapshot = snapshot_path(data_dir, uuid.UUID(job["id"]))
         _, heldout = split_by_conversation(usable(read_samples(snapshot)), DEFAULT_HOLDOUT_FRACTION)
         if len(heldout) != metrics["heldOutSamples"]:
             raise SystemExit("the held-out split here differs from the job's")

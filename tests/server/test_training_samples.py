@@ -119,3 +119,14 @@ async def test_jsonl_export(owner_client: httpx.AsyncClient) -> None:
     }
     filtered = await owner_client.get("/api/training/samples/export?minQuality=0.5")
     assert [json.loads(line)["id"] for line in filtered.text.splitlines()] == [second["id"]]
+
+
+async def test_a_prompt_without_the_reply_marker_gets_it(owner_client: httpx.AsyncClient) -> None:
+    """The trainer skips prompts that do not end with `Me:`: the API adds it, never drops it."""
+    created = await _create(owner_client, inputContext="  Them: dinner at 7?  ")
+    assert created["inputContext"] == "Them: dinner at 7?\nMe:"
+    patched = await owner_client.patch(
+        f"/api/training/samples/{created['id']}", json={"inputContext": "Them: or 8?"}
+    )
+    assert patched.status_code == 200
+    assert patched.json()["inputContext"] == "Them: or 8?\nMe:"

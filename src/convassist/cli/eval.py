@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from convassist.cli.common import fail, setup_logging
+from convassist.core.training import DEFAULT_HOLDOUT_FRACTION
 from convassist.ml.errors import ModelError
 from convassist.ml.settings import MLSettings
 
@@ -42,7 +43,7 @@ def evaluate(
         None, "--adapter", help="Adapter id or .gguf file (default: the active adapter, if any)."
     ),
     holdout_fraction: float = typer.Option(
-        0.1,
+        DEFAULT_HOLDOUT_FRACTION,
         "--holdout-fraction",
         min=0.0,
         max=1.0,

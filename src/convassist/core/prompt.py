@@ -28,6 +28,8 @@ Speaker = Literal["me", "them"]
 
 ME = "Me"
 THEM = "Them"
+PROMPT_END = f"{ME}:"
+"""How every prompt ends: where the reply goes."""
 # The seed's stop sequences: the start of the next turn or a blank line (the ML service's
 # default for `POST /generate`).
 STOP_SEQUENCES: tuple[str, ...] = ("\nThem:", "\nMe:", "\n\n")
@@ -72,7 +74,7 @@ def render_lines(lines: Iterable[ChatLine], *, group: bool = False) -> list[str]
 
 def render_prompt(lines: Iterable[ChatLine], *, group: bool = False) -> str:
     """The prompt for the next reply: the rendered history, then a final ``Me:``."""
-    return "\n".join([*render_lines(lines, group=group), f"{ME}:"])
+    return "\n".join([*render_lines(lines, group=group), PROMPT_END])
 
 
 def render_example(

@@ -13,6 +13,7 @@ MLP_MODULES = ("gate_proj", "up_proj", "down_proj")
 DEFAULT_EPOCHS = 1
 DEFAULT_LEARNING_RATE = 2e-3
 DEFAULT_LORA_RANK = 16
+DEFAULT_BATCH_SIZE = 8
 DEFAULT_TARGET_MODULES = ATTENTION_MODULES + MLP_MODULES
 """Every linear layer of each block (llama names); the tied embeddings are never adapted."""
 DEFAULT_LORA_LAYER_SHARE = 0.5

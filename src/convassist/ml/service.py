@@ -27,8 +27,9 @@ class GenerationService:
         started = time.perf_counter()
         params = request.params()
         key = None
+        version = self.manager.model_version
         if params.deterministic:
-            key = cache_key(self.manager.model_version, request.prompt, params)
+            key = cache_key(version, request.prompt, params)
             hit = await self.cache.get(key)
             if hit is not None:
                 self.metrics.cache.labels("hit").inc()
@@ -44,9 +45,10 @@ class GenerationService:
         self.metrics.observe_generation(generation)
         response = GenerateResponse.from_generation(generation, total_ms=_ms(started))
         if key is not None:
-            # Keyed by the version that generated it: an adapter may have been switched
-            # while this request waited for the inference thread.
-            key = cache_key(generation.model_version, request.prompt, params)
+            if generation.model_version != version:
+                # Keyed by the version that generated it: the adapter was switched while
+                # this request waited for the inference thread.
+                key = cache_key(generation.model_version, request.prompt, params)
             await self.cache.set(
                 key,
                 response.model_dump(

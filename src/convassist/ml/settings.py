@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from convassist.core.settings import CommonSettings, default_cache_dir
-from convassist.core.training import DEFAULT_MAX_CONTEXT
+from convassist.core.training import DEFAULT_BATCH_SIZE, DEFAULT_MAX_CONTEXT
 
 Backend = Literal["llama", "openai"]
 
@@ -152,7 +152,7 @@ class MLSettings(CommonSettings):
         description="Tokens per training example (context + reply); older context is cut.",
     )
     train_batch_size: int = Field(
-        8,
+        DEFAULT_BATCH_SIZE,
         validation_alias="ML_SERVICE_TRAIN_BATCH_SIZE",
         ge=1,
         le=128,

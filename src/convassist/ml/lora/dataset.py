@@ -24,11 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from convassist.core.prompt import ME, render_example
+from convassist.core.prompt import PROMPT_END, render_example
 
 IGNORE_INDEX = -100
 END_OF_TURN = "\n"
-PROMPT_END = f"{ME}:"
 
 
 @dataclass(frozen=True, slots=True)

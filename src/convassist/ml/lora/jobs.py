@@ -430,7 +430,6 @@ class TrainingJobs:
                 raise Conflict(f"A training job {job_id!r} already exists.", code="job_exists")
         except (RedisError, OSError) as exc:
             raise ServiceUnavailable("The job store (Redis) is unavailable.") from exc
-        rank = request.lora_rank
         spec = JobSpec(
             job_id=job_id,
             base_model=served.model_id,
@@ -439,8 +438,8 @@ class TrainingJobs:
             adapters_dir=str(self.settings.adapters_dir),
             epochs=request.epochs,
             learning_rate=request.learning_rate,
-            lora_rank=rank,
-            lora_alpha=request.lora_alpha if request.lora_alpha is not None else 2.0 * rank,
+            lora_rank=request.lora_rank,
+            lora_alpha=request.lora_alpha,
             seed=request.seed,
             holdout_fraction=request.holdout_fraction,
             max_length=self.settings.train_max_context,

@@ -76,7 +76,6 @@ def run(files: JobFiles, reporter: Reporter) -> None:
         "epochs": spec.epochs,
         "learningRate": spec.learning_rate,
         "loraRank": spec.lora_rank,
-        "loraAlpha": spec.lora_alpha,
         "targetModules": spec.target_modules,
         "loraLayers": spec.lora_layers,
         "maxLength": spec.max_length,
@@ -108,6 +107,7 @@ def run(files: JobFiles, reporter: Reporter) -> None:
         layers=spec.lora_layers,
         threads=spec.threads,
     )
+    metrics["loraAlpha"] = config.lora_alpha
     model = trainer.load_model(Path(spec.model_path))
     peft_model = trainer.add_lora(model, config)
     metrics["loraLayers"] = trainer.lora_layer_count(config, model.config.num_hidden_layers)

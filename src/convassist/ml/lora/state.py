@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from convassist.core.training import (
+    DEFAULT_BATCH_SIZE,
     DEFAULT_EPOCHS,
     DEFAULT_HOLDOUT_FRACTION,
     DEFAULT_LEARNING_RATE,
@@ -59,11 +60,12 @@ class JobSpec:
     epochs: int = DEFAULT_EPOCHS
     learning_rate: float = DEFAULT_LEARNING_RATE
     lora_rank: int = DEFAULT_LORA_RANK
-    lora_alpha: float = 32.0
+    lora_alpha: float | None = None
+    """None = twice the rank (`TrainConfig.lora_alpha`)."""
     seed: int = 0
     holdout_fraction: float = DEFAULT_HOLDOUT_FRACTION
     max_length: int = DEFAULT_MAX_CONTEXT
-    batch_size: int = 8
+    batch_size: int = DEFAULT_BATCH_SIZE
     threads: int | None = None
     lora_layers: int | None = None
     target_modules: list[str] = field(default_factory=lambda: list(DEFAULT_TARGET_MODULES))

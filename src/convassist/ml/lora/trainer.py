@@ -30,6 +30,7 @@ import torch
 from torch.nn import functional
 
 from convassist.core.training import (
+    DEFAULT_BATCH_SIZE,
     DEFAULT_EPOCHS,
     DEFAULT_LEARNING_RATE,
     DEFAULT_LORA_LAYER_SHARE,
@@ -54,7 +55,7 @@ class TrainConfig:
     rank: int = DEFAULT_LORA_RANK
     alpha: float | None = None
     seed: int = 0
-    batch_size: int = 8
+    batch_size: int = DEFAULT_BATCH_SIZE
     target_modules: tuple[str, ...] = DEFAULT_TARGET_MODULES
     layers: int | None = None
     """Adapt only the top this many layers (the backward pass stops there); None = the top

@@ -20,8 +20,17 @@ def set_session_cookies(
         samesite="lax",
         secure=settings.cookie_secure,
     )
+    set_csrf_cookie(response, csrf, settings)
+
+
+def set_csrf_cookie(response: Response, csrf: str, settings: ServerSettings) -> None:
+    """The CSRF token for the page's script (readable: not HttpOnly), as long as a session."""
     response.set_cookie(
-        CSRF_COOKIE, csrf, max_age=max_age, samesite="strict", secure=settings.cookie_secure
+        CSRF_COOKIE,
+        csrf,
+        max_age=settings.owner_session_hours * 3600,
+        samesite="strict",
+        secure=settings.cookie_secure,
     )
 
 

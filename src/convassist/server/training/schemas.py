@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
+from convassist.core.prompt import PROMPT_END
 from convassist.core.schemas import APIModel, RequestModel
 from convassist.core.training import DEFAULT_EPOCHS, DEFAULT_LEARNING_RATE, DEFAULT_LORA_RANK
 from convassist.server.models import SampleSource, TrainingStatus
@@ -37,6 +38,13 @@ class SamplePage(APIModel):
     total: int
 
 
+def _as_prompt(value: str) -> str:
+    """A prompt ends with `Me:` (where the reply goes); added when left out, as the trainer
+    skips prompts without it."""
+    value = _not_blank(value).strip()
+    return value if value.endswith(PROMPT_END) else f"{value}\n{PROMPT_END}"
+
+
 class SampleCreate(RequestModel):
     """A manual sample: a conversation prompt (seed format, ending with `Me:`) and the reply."""
 
@@ -45,7 +53,7 @@ class SampleCreate(RequestModel):
     quality: float = Field(1.0, ge=0.0, le=1.0)
     conversation_id: uuid.UUID | None = None
 
-    _check_context = field_validator("input_context")(_not_blank)
+    _check_context = field_validator("input_context")(_as_prompt)
     _check_output = field_validator("expected_output")(_not_blank)
 
 
@@ -54,7 +62,12 @@ class SampleUpdate(RequestModel):
     expected_output: str | None = Field(None, min_length=1, max_length=MAX_TEXT)
     quality: float | None = Field(None, ge=0.0, le=1.0)
 
-    @field_validator("input_context", "expected_output")
+    @field_validator("input_context")
+    @classmethod
+    def _prompt(cls, value: str | None) -> str | None:
+        return None if value is None else _as_prompt(value)
+
+    @field_validator("expected_output")
     @classmethod
     def _not_blank(cls, value: str | None) -> str | None:
         return None if value is None else _not_blank(value)

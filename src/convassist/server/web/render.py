@@ -21,6 +21,7 @@ from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+from convassist.server.auth.cookies import set_csrf_cookie
 from convassist.server.deps import CSRF_COOKIE, SESSION_COOKIE
 from convassist.server.web import formatting
 from convassist.server.web.deps import Viewer
@@ -107,19 +108,8 @@ def render(
     if headers:
         response.headers.update(headers)
     if viewer is not None and viewer.fresh_csrf:
-        set_csrf_cookie(request, response, viewer.csrf_token)
+        set_csrf_cookie(response, viewer.csrf_token, request.app.state.settings)
     return response
-
-
-def set_csrf_cookie(request: Request, response: HTMLResponse, token: str) -> None:
-    settings = request.app.state.settings
-    response.set_cookie(
-        CSRF_COOKIE,
-        token,
-        max_age=settings.owner_session_hours * 3600,
-        samesite="strict",
-        secure=settings.cookie_secure,
-    )
 
 
 def triggers(*events: str, toast: str | None = None, kind: str = "success") -> dict[str, str]:

@@ -146,12 +146,6 @@ async def sample_list(
     return render(request, viewer, template, **context)
 
 
-def _with_prompt_end(context: str) -> str:
-    """Prompts end with `Me:` (where the reply goes); add it when the owner left it out."""
-    context = context.strip()
-    return context if context.endswith("Me:") else f"{context}\nMe:"
-
-
 @router.post("/training/samples")
 async def add_sample(
     request: Request,
@@ -167,7 +161,7 @@ async def add_sample(
     filters = Filters.parse(source, min_quality)
     try:
         body = SampleCreate(
-            input_context=_with_prompt_end(input_context),
+            input_context=input_context,
             expected_output=expected_output.strip(),
             quality=float(quality),
         )
@@ -223,7 +217,7 @@ async def update_sample(
     sample = await service.get_sample(session, sample_id)
     try:
         body = SampleUpdate(
-            input_context=input_context.strip(),
+            input_context=input_context,
             expected_output=expected_output.strip(),
             quality=float(quality),
         )
@@ -315,7 +309,12 @@ async def start_job(
             )
         # A job the ML service refused is recorded as failed: show it in the history too.
         return _job_form_response(
-            request, viewer, values, error=error, status_code=result.status_code
+            request,
+            viewer,
+            values,
+            error=error,
+            status_code=result.status_code,
+            job_recorded=result.keep_changes,
         )
     return render(
         request,
@@ -327,14 +326,20 @@ async def start_job(
 
 
 def _job_form_response(
-    request: Request, viewer: Viewer, values: dict[str, Any], *, error: str, status_code: int
+    request: Request,
+    viewer: Viewer,
+    values: dict[str, Any],
+    *,
+    error: str,
+    status_code: int,
+    job_recorded: bool = False,
 ) -> Response:
     return render(
         request,
         viewer,
         "partials/job_form.html",
         status_code=status_code,
-        headers=triggers("jobs-changed"),
+        headers=triggers("jobs-changed") if job_recorded else None,
         **_job_form(**values, error=error),
     )
 
