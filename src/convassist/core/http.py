@@ -79,19 +79,25 @@ def _incoming_request_id(scope: Scope) -> str | None:
 
 
 class BodySizeLimitMiddleware:
-    """Refuse bodies over `max_bytes` with 413, by Content-Length or while streaming."""
+    """Refuse bodies over the limit with 413, by Content-Length or while streaming.
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    The limit is `max_bytes`, or `path_limits[path]` for the paths listed there."""
+
+    def __init__(
+        self, app: ASGIApp, *, max_bytes: int, path_limits: Mapping[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.path_limits = dict(path_limits or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.path_limits.get(scope.get("path", ""), self.max_bytes)
         for name, value in scope.get("headers", []):
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await _too_large(self.max_bytes)(scope, receive, send)
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                await _too_large(limit)(scope, receive, send)
                 return
         received = 0
         exceeded = False
@@ -105,7 +111,7 @@ class BodySizeLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > limit:
                     exceeded = True
                     return {"type": "http.disconnect"}
             return message
@@ -124,7 +130,7 @@ class BodySizeLimitMiddleware:
             if not exceeded:
                 raise
         if exceeded and not started:
-            await _too_large(self.max_bytes)(scope, receive, send)
+            await _too_large(limit)(scope, receive, send)
 
 
 def _too_large(max_bytes: int) -> JSONResponse:
@@ -208,6 +214,13 @@ def _describe(error: MutableMapping[str, Any]) -> dict[str, str]:
     return {"location": location, "message": str(error.get("msg", "")), "type": error["type"]}
 
 
-def add_common_middleware(app: FastAPI, *, max_body_bytes: int, quiet_paths: set[str]) -> None:
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=max_body_bytes)
+def add_common_middleware(
+    app: FastAPI,
+    *,
+    max_body_bytes: int,
+    quiet_paths: set[str],
+    body_limits: Mapping[str, int] | None = None,
+) -> None:
+    """Request ids and access logs (outermost), then the body limit (`body_limits`: per path)."""
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=max_body_bytes, path_limits=body_limits)
     app.add_middleware(RequestContextMiddleware, quiet_paths=frozenset(quiet_paths))

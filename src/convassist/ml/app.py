@@ -7,11 +7,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from convassist import __version__
 from convassist.core.http import (
-    BodySizeLimitMiddleware,
     add_common_middleware,
     install_error_handlers,
 )
@@ -73,13 +71,9 @@ def create_app(settings: MLSettings | None = None, llm: LLMManager | None = None
     # Training submissions carry the samples: they get their own, larger body limit.
     add_common_middleware(
         app,
-        max_body_bytes=max(settings.max_body_bytes, settings.training_max_body_bytes),
+        max_body_bytes=settings.max_body_bytes,
         quiet_paths={"/health", "/metrics"},
-    )
-    app.add_middleware(
-        PathBodyLimit,
-        max_bytes=settings.max_body_bytes,
-        exempt={TRAINING_JOBS_PATH: settings.training_max_body_bytes},
+        body_limits={TRAINING_JOBS_PATH: settings.training_max_body_bytes},
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.include_router(router)
@@ -87,17 +81,3 @@ def create_app(settings: MLSettings | None = None, llm: LLMManager | None = None
 
 
 TRAINING_JOBS_PATH = "/training/jobs"
-
-
-class PathBodyLimit:
-    """`max_bytes` for every path but the `exempt` ones, which have their own limits."""
-
-    def __init__(self, app: ASGIApp, *, max_bytes: int, exempt: dict[str, int]) -> None:
-        self.default = BodySizeLimitMiddleware(app, max_bytes=max_bytes)
-        self.exempt = {
-            path: BodySizeLimitMiddleware(app, max_bytes=limit) for path, limit in exempt.items()
-        }
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        limiter = self.exempt.get(scope.get("path", ""), self.default)
-        await limiter(scope, receive, send)

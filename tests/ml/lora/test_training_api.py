@@ -211,6 +211,7 @@ async def test_a_large_sample_set_fits_the_training_body_limit(
     async with make_client(max_body_bytes=100_000, **TINY) as client:
         generate = await client.post("/generate", json={"prompt": "x" * 200_000})
         assert generate.status_code == 413
+        assert generate.headers["x-request-id"]  # refused inside the request context
         body = job_body(samples=samples, baseModel="no-such-model")
         resp = await client.post("/training/jobs", json=body)
         assert resp.status_code == 422 and resp.json()["error"] == "unknown_base_model"
