@@ -72,9 +72,11 @@ class AdapterStore:
         base_version: str,
         metrics: dict[str, Any],
         settings: dict[str, Any],
+        adapter_id: str | None = None,
     ) -> AdapterInfo:
-        """Move the exported `source` file into the store under the job's adapter id."""
-        adapter_id = self.new_id(job_id)
+        """Move the exported `source` file into the store under the job's adapter id
+        (`adapter_id` when the caller already took it from `new_id`)."""
+        adapter_id = adapter_id or self.new_id(job_id)
         directory = self._dir(adapter_id)
         tmp = self.root / f".{adapter_id}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)

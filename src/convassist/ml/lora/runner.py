@@ -170,6 +170,7 @@ def run(files: JobFiles, reporter: Reporter) -> None:
         base_version=spec.base_version,
         metrics=metrics,
         settings={k: metrics[k] for k in ("epochs", "learningRate", "loraRank", "loraAlpha")},
+        adapter_id=adapter_id,
     )
     reporter.finish(
         "completed", progress=100, metrics=metrics, adapterId=info.id, outputPath=str(info.path)
