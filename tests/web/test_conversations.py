@@ -217,3 +217,35 @@ async def test_static_files_are_cached_and_pages_are_not(web: Browser, app: Any)
     for asset in ("vendor/htmx.min.js", "vendor/htmx-LICENSE", "app.js", "theme.js", "favicon.svg"):
         assert (await web.get(f"/static/{asset}")).status_code == 200, asset
     assert (await web.get("/static/nope.css")).status_code == 404
+
+
+async def test_an_older_page_shows_its_messages_suggestions(
+    web: Browser, device_client: httpx.AsyncClient, app: Any
+) -> None:
+    """Even when the conversation has many newer suggestions than the old message's."""
+    import sqlalchemy as sa
+
+    from convassist.server.models import GeneratedResponse, Message, ResponseStatus
+
+    messages = [message(f"s{i:03d}", i, f"line {i:03d}", sender=ALICE) for i in range(130)]
+    conversation = await sync(device_client, "c-sugg", messages, participants=[ALICE], name="S")
+    async with app.state.sessionmaker() as session:
+        ids = dict((await session.execute(sa.select(Message.imessage_guid, Message.id))).all())
+        newer = [(f"s{i:03d}", "newer") for i in range(70, 130)]
+        for guid, text in [("s010", "an old idea"), *newer]:
+            session.add(
+                GeneratedResponse(
+                    message_id=ids[guid],
+                    prompt="Them: x\nMe:",
+                    response=text,
+                    candidates=[{"text": text, "confidence": 0.5}],
+                    status=ResponseStatus.COMPLETED,
+                )
+            )
+        await session.commit()
+    page = await web.get(f"/conversations/{conversation}")
+    url = re.search(r'class="thread-sentinel" hx-get="([^"]+)"', page.text)
+    assert url
+    older = await web.get(url.group(1).replace("&amp;", "&"), htmx=True)  # lines 010-069
+    assert "line 010" in older.text
+    assert "an old idea" in older.text

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -173,8 +174,9 @@ async def list_responses(
     status: ResponseStatus | None,
     limit: int,
     cursor: str | None,
+    message_ids: Collection[uuid.UUID] | None = None,
 ) -> tuple[list[ResponseView], str | None]:
-    """Newest first, keyset-paginated."""
+    """Newest first, keyset-paginated; `message_ids`: only those messages' suggestions."""
     query = (
         select(GeneratedResponse, Message.conversation_id, TrainingSample.id)
         .join(Message, Message.id == GeneratedResponse.message_id)
@@ -184,6 +186,8 @@ async def list_responses(
         query = query.where(Message.conversation_id == conversation_id)
     if message_id is not None:
         query = query.where(GeneratedResponse.message_id == message_id)
+    if message_ids is not None:
+        query = query.where(GeneratedResponse.message_id.in_(message_ids))
     if status is not None:
         query = query.where(GeneratedResponse.status == status)
     if cursor:

@@ -24,6 +24,8 @@ router = APIRouter()
 CONVERSATIONS_PER_PAGE = 50
 MESSAGES_PER_PAGE = 60
 SUGGESTIONS_PER_PAGE = 50
+INLINE_SUGGESTIONS_PER_PAGE = 500
+"""At most this many suggestions shown in a page of messages (its newest ones)."""
 
 Search = Annotated[str | None, Query(max_length=200)]
 Cursor = Annotated[str | None, Query(max_length=512)]
@@ -65,30 +67,40 @@ async def _thread_page(
     *,
     newest: bool,
 ) -> dict[str, Any]:
-    """What a page of the thread needs: laid-out rows, suggestions, the older-page cursor."""
-    suggestions, more_suggestions = await responses.list_responses(
+    """What a page of the thread needs: laid-out rows with their messages' suggestions, the
+    older-page cursor, and on the newest page the conversation's suggestion history."""
+    inline, _ = await responses.list_responses(
         session,
         conversation_id=conversation.id,
         message_id=None,
+        message_ids=[message.id for message in messages.items],
         status=None,
-        limit=SUGGESTIONS_PER_PAGE,
+        limit=INLINE_SUGGESTIONS_PER_PAGE,
         cursor=None,
     )
     rows = layout(
         messages.items,
         is_group=conversation.is_group,
         clock=viewer.clock,
-        suggestions=_by_message(suggestions),
+        suggestions=_by_message(inline),
         newest=newest,
     )
-    return {
+    context: dict[str, Any] = {
         "conversation": conversation,
         "conversation_id": conversation.id,
         "rows": rows,
         "older": messages.next_cursor,
-        "suggestions": suggestions,
-        "more_suggestions": more_suggestions,
     }
+    if newest:
+        context["suggestions"], context["more_suggestions"] = await responses.list_responses(
+            session,
+            conversation_id=conversation.id,
+            message_id=None,
+            status=None,
+            limit=SUGGESTIONS_PER_PAGE,
+            cursor=None,
+        )
+    return context
 
 
 @router.get("/conversations/{conversation_id}")
