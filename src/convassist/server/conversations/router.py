@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from convassist.core.openapi import error_responses
 from convassist.server.conversations import service
 from convassist.server.conversations.schemas import (
     ContextOut,
@@ -21,7 +22,7 @@ router = APIRouter(prefix="/conversations", tags=["conversations"])
 Limit = Annotated[int, Query(ge=1, le=200, description="Page size.")]
 
 
-@router.get("", response_model=ConversationPage)
+@router.get("", response_model=ConversationPage, responses=error_responses(400))
 async def list_conversations(
     _: OwnerDep,
     session: SessionDep,
@@ -36,14 +37,18 @@ async def list_conversations(
     return await service.list_conversations(session, q=q, limit=limit, cursor=cursor)
 
 
-@router.get("/{conversation_id}", response_model=ConversationOut)
+@router.get("/{conversation_id}", response_model=ConversationOut, responses=error_responses(404))
 async def get_conversation(
     conversation_id: uuid.UUID, _: OwnerDep, session: SessionDep
 ) -> ConversationOut:
     return await service.get_conversation(session, conversation_id)
 
 
-@router.get("/{conversation_id}/messages", response_model=MessagePage)
+@router.get(
+    "/{conversation_id}/messages",
+    response_model=MessagePage,
+    responses=error_responses(400, 404),
+)
 async def list_messages(
     conversation_id: uuid.UUID,
     _: OwnerDep,
@@ -57,7 +62,7 @@ async def list_messages(
     return await service.list_messages(session, conversation_id, before=before, limit=limit)
 
 
-@router.get("/{conversation_id}/context", response_model=ContextOut)
+@router.get("/{conversation_id}/context", response_model=ContextOut, responses=error_responses(404))
 async def get_context(
     conversation_id: uuid.UUID,
     _: OwnerDep,

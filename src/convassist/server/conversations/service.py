@@ -8,19 +8,15 @@ index. Names resolve through contacts by handle (`contacts.apple_id`).
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 
 from sqlalchemy import ColumnElement, and_, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from convassist.core.errors import BadRequest, NotFound
+from convassist.core.errors import NotFound
 from convassist.core.prompt import ChatLine, clean_text, render_prompt
 from convassist.server.conversations.schemas import (
     ConversationOut,
@@ -37,25 +33,7 @@ from convassist.server.models import (
     Message,
     MessageType,
 )
-
-
-def encode_cursor(at: datetime | None, row_id: uuid.UUID) -> str:
-    payload = json.dumps({"t": at.isoformat() if at else None, "id": str(row_id)})
-    return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime | None, uuid.UUID]:
-    """The (timestamp, id) in a cursor; 400 `invalid_cursor` for anything else."""
-    try:
-        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        at = datetime.fromisoformat(data["t"]) if data["t"] is not None else None
-        if at is not None and at.tzinfo is None:
-            raise ValueError("naive timestamp")
-        return at, uuid.UUID(data["id"])
-    except (ValueError, TypeError, KeyError, AttributeError, binascii.Error):
-        raise BadRequest(
-            "The cursor is not valid; start again without it.", code="invalid_cursor"
-        ) from None
+from convassist.server.pagination import decode_cursor, decode_timed_cursor, encode_cursor
 
 
 def _participants_by_conversation(
@@ -179,11 +157,7 @@ async def list_messages(
         .where(Message.conversation_id == conversation_id)
     )
     if before:
-        at, before_id = decode_cursor(before)
-        if at is None:
-            raise BadRequest(
-                "The cursor is not valid; start again without it.", code="invalid_cursor"
-            )
+        at, before_id = decode_timed_cursor(before)
         stmt = stmt.where(
             or_(Message.sent_at < at, and_(Message.sent_at == at, Message.id < before_id))
         )

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from convassist.core.openapi import error_responses
 from convassist.server.deps import MLDep, OwnerDep, SessionDep
 from convassist.server.models import ResponseStatus
 from convassist.server.responses import service
@@ -45,7 +46,7 @@ def response_out(view: service.ResponseView) -> ResponseOut:
     )
 
 
-@router.post("/generate", response_model=GenerateResult)
+@router.post("/generate", response_model=GenerateResult, responses=error_responses(404, 504))
 async def generate(
     body: GenerateRequest, _: OwnerDep, session: SessionDep, ml: MLDep
 ) -> GenerateResult:
@@ -62,7 +63,7 @@ async def generate(
     )
 
 
-@router.get("", response_model=ResponsePage)
+@router.get("", response_model=ResponsePage, responses=error_responses(400))
 async def list_responses(
     _: OwnerDep,
     session: SessionDep,
@@ -83,7 +84,7 @@ async def list_responses(
     return ResponsePage(items=[response_out(v) for v in views], next_cursor=next_cursor)
 
 
-@router.get("/{response_id}", response_model=ResponseOut)
+@router.get("/{response_id}", response_model=ResponseOut, responses=error_responses(404, 504))
 async def get_response(
     response_id: uuid.UUID, _: OwnerDep, session: SessionDep, ml: MLDep
 ) -> ResponseOut:
@@ -91,7 +92,11 @@ async def get_response(
     return response_out(await service.get_response(session, ml, response_id))
 
 
-@router.post("/{response_id}/action", response_model=ResponseOut)
+@router.post(
+    "/{response_id}/action",
+    response_model=ResponseOut,
+    responses=error_responses(404, 409),
+)
 async def act(
     response_id: uuid.UUID, body: ActionRequest, _: OwnerDep, session: SessionDep
 ) -> ResponseOut:

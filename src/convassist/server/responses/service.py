@@ -7,7 +7,6 @@ transaction. A failed call leaves the row `failed` with the reason, and nothing 
 
 from __future__ import annotations
 
-import base64
 import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from typing import Any
 from sqlalchemy import select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from convassist.core.errors import AppError, BadRequest, Conflict, NotFound, Unprocessable
+from convassist.core.errors import AppError, Conflict, NotFound, Unprocessable
 from convassist.core.logging import get_logger
 from convassist.core.prompt import REPLY_STOP, extract_reply
 from convassist.server.conversations.service import build_context
@@ -30,6 +29,7 @@ from convassist.server.models import (
     TrainingSample,
     utcnow,
 )
+from convassist.server.pagination import decode_timed_cursor, encode_cursor
 from convassist.server.responses.schemas import ActionRequest, GenerateRequest
 
 log = get_logger(__name__)
@@ -152,20 +152,6 @@ async def _load(session: AsyncSession, response_id: uuid.UUID) -> ResponseView:
     return ResponseView(row, conversation_id, sample_id)
 
 
-def encode_cursor(row: GeneratedResponse) -> str:
-    return base64.urlsafe_b64encode(f"{row.created_at.isoformat()}|{row.id}".encode()).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[Any, uuid.UUID]:
-    from datetime import datetime
-
-    try:
-        created, _, row_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        return datetime.fromisoformat(created), uuid.UUID(row_id)
-    except ValueError:
-        raise BadRequest("The cursor is not valid.", code="invalid_cursor") from None
-
-
 async def list_responses(
     session: AsyncSession,
     *,
@@ -191,14 +177,15 @@ async def list_responses(
     if status is not None:
         query = query.where(GeneratedResponse.status == status)
     if cursor:
-        created, row_id = decode_cursor(cursor)
+        created, row_id = decode_timed_cursor(cursor)
         query = query.where(
             tuple_(GeneratedResponse.created_at, GeneratedResponse.id) < (created, row_id)
         )
     query = query.order_by(GeneratedResponse.created_at.desc(), GeneratedResponse.id.desc())
     rows = (await session.execute(query.limit(limit + 1))).all()
     views = [ResponseView(row, conv, sample) for row, conv, sample in rows[:limit]]
-    next_cursor = encode_cursor(rows[limit - 1][0]) if len(rows) > limit else None
+    last = rows[limit - 1][0] if len(rows) > limit else None
+    next_cursor = encode_cursor(last.created_at, last.id) if last else None
     return views, next_cursor
 
 

@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
 from convassist.core.errors import AppError, BadRequest
+from convassist.core.openapi import error_responses
 from convassist.server.deps import DeviceDep, SessionDep, SettingsDep
 from convassist.server.sync import service
 from convassist.server.sync.schemas import (
@@ -84,6 +85,7 @@ async def parse_body(request: Request, model: type[BodyT]) -> BodyT:
     "/messages",
     response_model=SyncMessagesResponse,
     openapi_extra=_body_schema(SyncMessagesRequest),
+    responses=error_responses(415),
 )
 async def sync_messages(
     request: Request, device: DeviceDep, session: SessionDep, settings: SettingsDep
@@ -106,6 +108,7 @@ async def sync_messages(
     "/contacts",
     response_model=SyncContactsResponse,
     openapi_extra=_body_schema(SyncContactsRequest),
+    responses=error_responses(415),
 )
 async def sync_contacts(
     request: Request, _: DeviceDep, session: SessionDep
