@@ -13,7 +13,13 @@ calls), so both see the same CPU conditions and generate the same tokens. Goals:
 <= 1.10x direct (p50; the median of per-seed ratios is printed too, being robust to a busy
 machine); cached p50 < 5 ms.
 
+First it compares llama.cpp's two load configurations (`ml/native.py`), direct calls only:
+extra buffer types on (`default`, the weight repack) and off (`safe`), alternating seed by
+seed after a warm-up, and prints each one's median tokens/s and their ratio. On a CPU with
+Intel AMX the default one would crash, so only `safe` is measured there.
+
     .venv/bin/python bench/generate.py [--runs 20] [--max-tokens 64] [--cached-runs 200]
+                                       [--configs-only]
 """
 
 from __future__ import annotations
@@ -35,6 +41,13 @@ from tests.support.services import clean_env, free_port, wait_healthy  # noqa: E
 
 from convassist.ml.llama_backend import default_threads  # noqa: E402
 from convassist.ml.manifest import DEFAULT_STOP, load_manifest  # noqa: E402
+from convassist.ml.native import (  # noqa: E402
+    ConfigName,
+    cpu_flags,
+    has_amx,
+    load_llama,
+    named_config,
+)
 
 PROMPT = (
     "Them: Hey, how's it going?\n"
@@ -68,16 +81,18 @@ def main() -> None:
     parser.add_argument("--temperature", type=float, default=0.7)
     parser.add_argument("--top-p", type=float, default=0.95)
     parser.add_argument("--cached-runs", type=int, default=200)
+    parser.add_argument(
+        "--configs-only", action="store_true", help="Only compare the load configurations."
+    )
     args = parser.parse_args()
-
-    from llama_cpp import Llama
 
     model = load_manifest().get("smollm2-135m-instruct").local_path(Path("/unused"))
     threads = default_threads()
-    llm = Llama(
-        model_path=str(model), n_ctx=4096, n_threads=threads, n_threads_batch=threads, verbose=False
-    )
     stop = list(DEFAULT_STOP)
+    compare_configs(model, args, stop, threads)
+    if args.configs_only:
+        return
+    llm = load_llama(model, n_ctx=4096, n_threads=threads, n_threads_batch=threads)
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -101,6 +116,53 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(timeout=20)
+
+
+def compare_configs(model: Path, args: argparse.Namespace, stop: list[str], threads: int) -> None:
+    """Median tokens/s of direct calls with extra buffer types on (`default`) and off (`safe`)."""
+    names: list[ConfigName] = ["safe"] if has_amx(cpu_flags()) else ["default", "safe"]
+    llms = {
+        name: load_llama(
+            model,
+            named_config(name, "bench"),
+            n_ctx=4096,
+            n_threads=threads,
+            n_threads_batch=threads,
+        )
+        for name in names
+    }
+
+    def rate(name: ConfigName, seed: int) -> float:
+        started = time.perf_counter()
+        out = llms[name].create_completion(
+            PROMPT,
+            max_tokens=args.max_tokens,
+            temperature=args.temperature,
+            top_p=args.top_p,
+            stop=stop,
+            seed=seed,
+        )
+        return float(out["usage"]["completion_tokens"]) / (time.perf_counter() - started)
+
+    for warm in (10_000, 10_001):
+        for name in names:
+            rate(name, warm)
+    rates: dict[ConfigName, list[float]] = {name: [] for name in names}
+    for seed in range(args.runs):
+        for name in names if seed % 2 else names[::-1]:
+            time.sleep(PAUSE)
+            rates[name].append(rate(name, seed))
+    for llm in llms.values():
+        llm.close()
+    print(f"llama.cpp load configurations, direct calls, {threads} threads, {args.runs} runs:")
+    medians = {name: statistics.median(values) for name, values in rates.items()}
+    for name, median in medians.items():
+        bufts = "on" if named_config(name, "bench").use_extra_bufts else "off"
+        print(f"  {name:<8} extra bufts {bufts:<3}  median {median:6.1f} tokens/s")
+    if "default" in medians:
+        print(f"  safe / default: {medians['safe'] / medians['default']:.3f}x")
+    else:
+        print("  default not measured: this CPU has Intel AMX (its repack crashes)")
 
 
 def run(llm: object, base: str, args: argparse.Namespace, stop: list[str], threads: int) -> None:

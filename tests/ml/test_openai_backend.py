@@ -20,9 +20,12 @@ from convassist.ml.openai_backend import OpenAIBackend, api_base
 from tests.ml.conftest import PROMPT, ml_settings
 from tests.support.services import free_port
 
+LLAMA_SERVER = Path(__file__).parents[1] / "support" / "llama_server.py"
+
 
 class CompletionServer:
-    """`python -m llama_cpp.server` on 127.0.0.1 with the default model."""
+    """llama-cpp-python's server (`tests/support/llama_server.py`) on 127.0.0.1 with the
+    default model."""
 
     def __init__(self, model: Path, log_path: Path) -> None:
         self.port = free_port()
@@ -31,8 +34,7 @@ class CompletionServer:
         self.process = subprocess.Popen(
             [
                 sys.executable,
-                "-m",
-                "llama_cpp.server",
+                str(LLAMA_SERVER),
                 "--model",
                 str(model),
                 "--host",

@@ -27,6 +27,14 @@ from convassist.core.logging import get_logger
 from convassist.ml.errors import ModelLoadError
 from convassist.ml.llm import Completion, Sampling, check_fits
 from convassist.ml.manifest import ResolvedModel, resolve_model, verify_file
+from convassist.ml.native import (
+    NativeStatus,
+    ProbeEntry,
+    choose_load_config,
+    decode_few_tokens,
+    load_llama,
+    start_up_check,
+)
 from convassist.ml.settings import MLSettings
 
 log = get_logger("convassist.ml.llama")
@@ -55,21 +63,22 @@ class LlamaBackend:
         context_size: int,
         gpu_layers: int = -1,
         threads: int | None = None,
+        native: NativeStatus | None = None,
     ) -> None:
         import llama_cpp
 
         self._llama_cpp = llama_cpp
-        check_gguf(model.path)
         n_threads = threads or default_threads()
+        self.native = native or NativeStatus(choose_load_config(), "not run")
         try:
-            self._llm = llama_cpp.Llama(
-                model_path=str(model.path),
+            self._llm = load_llama(
+                model.path,
+                self.native.config,
                 n_ctx=context_size,
                 n_gpu_layers=gpu_layers,
                 n_threads=n_threads,
                 n_threads_batch=n_threads,
                 logits_all=False,
-                verbose=False,
             )
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelLoadError(
@@ -90,18 +99,34 @@ class LlamaBackend:
             context_size=context_size,
             threads=n_threads,
             gpu_layers=gpu_layers,
+            llama_config=self.native.config.name,
+            llama_probe=self.native.probe,
         )
 
     @classmethod
-    def from_settings(cls, settings: MLSettings) -> LlamaBackend:
+    def from_settings(
+        cls, settings: MLSettings, *, probe: ProbeEntry = decode_few_tokens
+    ) -> LlamaBackend:
+        """The configured model, its llama.cpp configuration proven first in a child process
+        (`probe` is what that child runs)."""
         model = resolve_model(settings)
         sha256 = verify_file(model, settings.models_dir)
+        check_gguf(model.path)
+        threads = settings.threads or default_threads()
+        native = start_up_check(
+            model.path,
+            gpu_layers=settings.gpu_layers,
+            threads=threads,
+            setting=settings.llama_extra_bufts,
+            entry=probe,
+        )
         return cls(
             model,
             sha256=sha256,
             context_size=settings.context_size,
             gpu_layers=settings.gpu_layers,
-            threads=settings.threads,
+            threads=threads,
+            native=native,
         )
 
     @property

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from convassist.ml.errors import PromptTooLong
+from convassist.ml.native import NativeStatus
 from convassist.ml.settings import MLSettings
 
 SEED_SPACE = 2**31
@@ -92,6 +93,8 @@ class AdapterBackend(Protocol):
     base_version: str
     path: Path
     adapter_id: str | None
+    native: NativeStatus
+    """Its llama.cpp configuration and what the start-up probe found."""
 
     def set_adapter(self, adapter_id: str | None, path: Path | None) -> None: ...
 

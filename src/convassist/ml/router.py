@@ -24,6 +24,7 @@ from convassist.ml.schemas import (
     HealthResponse,
     JobCreated,
     JobStatus,
+    LlamaHealth,
     ModelInfo,
     ModelsResponse,
     TrainingJobState,
@@ -90,6 +91,7 @@ async def health(ml: State) -> HealthResponse:
         jobs=ml.jobs.kind,
         queue_depth=await ml.jobs.depth(),
         in_flight=ml.manager.in_flight,
+        llama=LlamaHealth.of(served.native) if (served := ml.manager.adapter_backend) else None,
     )
 
 

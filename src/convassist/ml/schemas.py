@@ -15,6 +15,7 @@ from convassist.core.training import (
 )
 from convassist.ml.llm import SEED_SPACE, Generation, GenerationParams
 from convassist.ml.manifest import DEFAULT_STOP
+from convassist.ml.native import NativeStatus
 
 MAX_TOKENS_LIMIT = 512
 MAX_CANDIDATES = 5
@@ -143,6 +144,25 @@ class ModelsResponse(APIModel):
     models: list[ModelInfo]
 
 
+class LlamaHealth(BaseModel):
+    """The llama.cpp configuration served with (`ml/native.py`) and its start-up probe."""
+
+    config: Literal["default", "safe"]
+    extra_bufts: bool
+    reason: str
+    probe: str = Field(description="ok, fell back after <signal>, or why the probe failed.")
+
+    @classmethod
+    def of(cls, status: NativeStatus) -> LlamaHealth:
+        config = status.config
+        return cls(
+            config=config.name,
+            extra_bufts=config.use_extra_bufts,
+            reason=config.reason,
+            probe=status.probe,
+        )
+
+
 class HealthResponse(BaseModel):
     """snake_case keys, like the seed's `model_version`."""
 
@@ -155,6 +175,8 @@ class HealthResponse(BaseModel):
     jobs: str
     queue_depth: int | None
     in_flight: int
+    llama: LlamaHealth | None = None
+    """None with the openai backend."""
 
 
 TrainingStatus = Literal["queued", "training", "completed", "failed", "cancelled"]

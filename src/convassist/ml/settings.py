@@ -11,6 +11,7 @@ from convassist.core.settings import CommonSettings, default_cache_dir
 from convassist.core.training import DEFAULT_BATCH_SIZE, DEFAULT_MAX_CONTEXT
 
 Backend = Literal["llama", "openai"]
+ExtraBufts = Literal["auto", "on", "off"]
 
 DEFAULT_QUEUE_NAME = "conv-assistant:queue:generation"
 DEFAULT_TRAINING_QUEUE_NAME = "conv-assistant:queue:training"
@@ -51,6 +52,12 @@ class MLSettings(CommonSettings):
         validation_alias="ML_SERVICE_THREADS",
         ge=1,
         description="CPU threads for inference; unset = every core this process may use.",
+    )
+    llama_extra_bufts: ExtraBufts = Field(
+        "auto",
+        validation_alias="ML_SERVICE_LLAMA_EXTRA_BUFTS",
+        description="llama.cpp's extra buffer types (weight repacking): auto = off where the "
+        "CPU has Intel AMX (its repack crashes), on elsewhere.",
     )
     models_dir: Path = Field(
         default_factory=default_models_dir,

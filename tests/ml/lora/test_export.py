@@ -20,6 +20,7 @@ from convassist.ml.llama_backend import LoraSwitch
 from convassist.ml.lora.dataset import LlamaTokenizer
 from convassist.ml.lora.export import export_adapter, lora_tensors, write_adapter
 from convassist.ml.lora.trainer import TrainConfig, add_lora
+from convassist.ml.native import load_llama
 from tests.ml.lora.conftest import TrainedAdapter
 
 PROMPTS = [
@@ -31,11 +32,7 @@ PROMPTS = [
 
 
 def llama_logits(model_path: Path, ids: list[int], adapter: Path | None) -> np.ndarray:
-    import llama_cpp
-
-    llm = llama_cpp.Llama(
-        model_path=str(model_path), n_ctx=256, logits_all=True, n_threads=2, verbose=False
-    )
+    llm = load_llama(model_path, n_ctx=256, logits_all=True, n_threads=2)
     lora = LoraSwitch(llm)
     lora.set(adapter)
     llm.eval(ids)

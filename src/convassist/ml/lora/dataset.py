@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from convassist.core.prompt import PROMPT_END, render_example
+from convassist.ml.native import load_llama
 
 IGNORE_INDEX = -100
 END_OF_TURN = "\n"
@@ -101,9 +102,7 @@ class LlamaTokenizer:
     """llama.cpp's tokenizer for a GGUF file (vocabulary only: loads in a fraction of a second)."""
 
     def __init__(self, model_path: Path) -> None:
-        import llama_cpp
-
-        self._llm = llama_cpp.Llama(model_path=str(model_path), vocab_only=True, verbose=False)
+        self._llm = load_llama(model_path, vocab_only=True)
         with_bos = self._tokenize("x", bos=True)
         self._prefix = with_bos[: len(with_bos) - len(self._tokenize("x", bos=False))]
 

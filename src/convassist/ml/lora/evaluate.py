@@ -18,6 +18,7 @@ import numpy as np
 
 from convassist.ml.llama_backend import LoraSwitch, default_threads
 from convassist.ml.lora.dataset import IGNORE_INDEX, Example
+from convassist.ml.native import LlamaLoadConfig, load_llama
 
 
 @dataclass(frozen=True)
@@ -35,18 +36,23 @@ class Score:
 class LlamaScorer:
     """Scores examples with llama.cpp, with or without a LoRA adapter."""
 
-    def __init__(self, model_path: Path, *, context_size: int, threads: int | None = None) -> None:
-        import llama_cpp
-
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        context_size: int,
+        threads: int | None = None,
+        config: LlamaLoadConfig | None = None,
+    ) -> None:
         n_threads = threads or default_threads()
-        self._llm: Any = llama_cpp.Llama(
-            model_path=str(model_path),
+        self._llm: Any = load_llama(
+            model_path,
+            config,
             n_ctx=context_size,
             n_batch=min(context_size, 512),
             n_threads=n_threads,
             n_threads_batch=n_threads,
             logits_all=True,
-            verbose=False,
         )
         self._lora = LoraSwitch(self._llm)
         self.context_size = context_size

@@ -39,6 +39,7 @@ from convassist.core.errors import AppError, Conflict, ServiceUnavailable, Unpro
 from convassist.core.logging import get_logger
 from convassist.ml.lora.dataset import Sample, unusable_reason, write_samples
 from convassist.ml.lora.state import FINISHED, JobFiles, JobSpec, read_json, utcnow, write_json
+from convassist.ml.native import NativeStatus
 from convassist.ml.schemas import JOB_ID_PATTERN, TrainingJobState, TrainingRequest
 from convassist.ml.settings import MLSettings
 
@@ -298,6 +299,7 @@ class ServedModel(Protocol):
     model_id: str
     base_version: str
     path: Path
+    native: NativeStatus
 
 
 class TrainingJobs:
@@ -446,6 +448,7 @@ class TrainingJobs:
             batch_size=self.settings.train_batch_size,
             threads=self.settings.train_threads,
             lora_layers=self.settings.train_lora_layers,
+            llama_config=served.native.config.name,
         )
         await asyncio.to_thread(_write_job, files, spec, samples)
         if self.queue is None:

@@ -152,9 +152,14 @@ def run(files: JobFiles, reporter: Reporter) -> None:
     reporter.update(progress=88, metrics=metrics)
     if heldout_examples:
         from convassist.ml.lora.evaluate import LlamaScorer, compare
+        from convassist.ml.native import named_config
 
+        llama = named_config(spec.llama_config, "the ML service's") if spec.llama_config else None
         scorer = LlamaScorer(
-            Path(spec.model_path), context_size=spec.max_length + 8, threads=spec.threads
+            Path(spec.model_path),
+            context_size=spec.max_length + 8,
+            threads=spec.threads,
+            config=llama,
         )
         try:
             metrics.update(compare(scorer, heldout_examples, files.adapter).metrics())

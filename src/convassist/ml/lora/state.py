@@ -69,6 +69,8 @@ class JobSpec:
     threads: int | None = None
     lora_layers: int | None = None
     target_modules: list[str] = field(default_factory=lambda: list(DEFAULT_TARGET_MODULES))
+    llama_config: Literal["default", "safe"] | None = None
+    """The service's llama.cpp configuration (`ml/native.py`); None: chosen for this CPU."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
