@@ -3,7 +3,8 @@
 `FaultProxy` forwards every request to a real upstream server (the API server under test)
 unless its `fault` hook says otherwise: answer with a status (5xx, 429 + Retry-After…), drop
 the connection, or delay. Without an upstream it answers only what the hook returns. It
-records every request it saw (method, path, body) for assertions.
+records every request it saw (method, path, body) for assertions. `web_page` is a server that
+answers with an HTML page, as a URL that is not the API's would.
 """
 
 from __future__ import annotations
@@ -112,3 +113,30 @@ class FaultProxy:
             self._server.shutdown()
             self._server.server_close()
             self._client.close()
+
+
+@contextmanager
+def web_page(page: bytes) -> Iterator[str]:
+    """A plain HTTP server on 127.0.0.1 answering every GET and POST with an HTML page."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *_: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+        do_POST = do_GET
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

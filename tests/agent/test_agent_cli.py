@@ -32,6 +32,7 @@ from convassist.agent.sync import SyncReport
 from convassist.cli import agent as agent_cli
 from convassist.cli.main import app
 from tests.agent.chatdb_factory import GeneratedChatDB
+from tests.agent.faults import web_page
 from tests.agent.test_launchd import FakeLaunchctl
 from tests.support.services import free_port
 
@@ -200,7 +201,33 @@ def test_register_refuses_a_bad_url_and_explains_an_unreachable_server(env: dict
     code, output = invoke("register", "--server", "not a url")
     assert code == 64 and "Not a server URL" in output
     code, output = invoke("register", "--server", f"http://127.0.0.1:{free_port()}")
-    assert code == 69 and "cannot reach" in output and "Traceback" not in output
+    assert code == 69 and "Nothing answered at" in output and "Traceback" not in output
+
+
+def test_register_with_a_server_that_is_down_fails_fast(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CONVASSIST_AGENT_RETRIES")  # the default retries
+    url = f"http://127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    code, output = invoke("register", "--server", url)
+    elapsed = time.monotonic() - started
+    assert code == 69, output
+    assert elapsed < 2, elapsed
+    assert f"Nothing answered at {url} (connection refused)" in output
+    assert "convassist up" in output  # what to check
+    assert "Nothing was lost" not in output and "next sync" not in output
+    assert "agent.retry" not in output and "Traceback" not in output
+
+
+def test_register_with_a_web_page_names_it(env: dict[str, str], tmp_path: Path) -> None:
+    with web_page(b"<html><head><title>NAS login</title></head><body>hi</body></html>") as url:
+        code, output = invoke("register", "--server", url)
+    assert code == 76, output
+    assert f"{url} answered, but it is not a Conversation Assistant server" in output
+    assert "a web page titled “NAS login”" in output
+    assert "<" not in output
+    assert not (tmp_path / "state").exists()
 
 
 def test_http_to_a_remote_server_is_warned_about(
@@ -215,6 +242,17 @@ def test_sync_without_registration(env: dict[str, str]) -> None:
     code, output = invoke("sync", "--once")
     assert code == 78
     assert "not registered with a server yet" in output
+
+
+def test_a_missing_chat_db_names_options_that_exist(env: dict[str, str], tmp_path: Path) -> None:
+    registered(tmp_path)
+    missing = tmp_path / "nowhere" / "chat.db"
+    code, output = invoke("sync", "--once", "--db", str(missing))
+    assert code == 66, output
+    named = set(re.findall(r"--[a-z][a-z-]*", output))
+    assert "--db" in named
+    _, sync_help = invoke("sync", "--help")
+    assert named <= set(re.findall(r"--[a-z][a-z-]*", sync_help)), named
 
 
 def test_menubar_needs_macos(env: dict[str, str]) -> None:

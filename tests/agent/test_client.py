@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from convassist.agent.answers import retry_after
 from convassist.agent.client import (
     AgentClient,
     DeviceFlowError,
@@ -19,7 +20,6 @@ from convassist.agent.client import (
     ServerError,
     ServerUnavailable,
     normalize_server_url,
-    retry_after,
 )
 from convassist.agent.errors import AgentError
 from convassist.agent.registration import wait_for_token
@@ -130,6 +130,17 @@ async def test_gives_up_after_the_retries_with_a_clear_message() -> None:
     assert "answered 503" in caught.value.message
     assert "Nothing was lost" in caught.value.message
     assert caught.value.exit_code == 69
+
+
+async def test_giving_up_on_registration_says_nothing_about_syncs() -> None:
+    proxy = scripted([Reply(503)])
+    with proxy.running():
+        async with AgentClient(proxy.url, retries=1, sleep=Sleeps()) as client:
+            with pytest.raises(ServerUnavailable) as caught:
+                await client.register(
+                    name="Mac", hardware_id="h", platform="macOS", os_version="15"
+                )
+    assert caught.value.message == f"Gave up after 2 attempts: {proxy.url} answered 503."
 
 
 async def test_dropped_connections_and_a_closed_port_are_retried() -> None:

@@ -301,6 +301,52 @@ async def test_first_sync_fills_the_server_exactly_and_a_second_sends_nothing(
     assert again.posts() == 0 and again.posts("/api/sync/contacts") == 0
 
 
+class RecordedProgress:
+    """The progress bar's calls: the total it was started with and every advance."""
+
+    def __init__(self) -> None:
+        self.totals: list[int] = []
+        self.steps: list[int] = []
+        self.stopped = False
+
+    def start(self, total: int) -> None:
+        self.totals.append(total)
+
+    def advance(self, messages: int) -> None:
+        self.steps.append(messages)
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+async def test_the_progress_bar_counts_messages_not_rowids(
+    app: Any,
+    client: httpx.AsyncClient,
+    owner_client: httpx.AsyncClient,
+    generated_db: GeneratedChatDB,
+    tmp_path: Path,
+) -> None:
+    conn = sqlite3.connect(generated_db.path)
+    register_apple_functions(conn)  # Messages' delete triggers call them
+    conn.execute("DELETE FROM message WHERE ROWID % 3 = 0 AND ROWID < 1500")  # deleted chats
+    conn.execute(
+        "DELETE FROM chat_message_join WHERE message_id NOT IN (SELECT ROWID FROM message)"
+    )
+    conn.commit()
+    (messages,) = conn.execute("SELECT COUNT(*) FROM message").fetchone()
+    (head,) = conn.execute("SELECT MAX(ROWID) FROM message").fetchone()
+    conn.close()
+    assert head - messages >= 400  # ROWID gaps
+    agent = agent_settings(tmp_path, generated_db.path)
+    await register_agent(agent, client, owner_client)
+    bar = RecordedProgress()
+    report = await sync_once(agent, transport=Wire(app), progress=bar)
+    assert bar.totals == [messages]
+    assert all(step > 0 for step in bar.steps) and sum(bar.steps) == messages
+    assert report.counts.sent + report.counts.not_sent == messages
+    assert bar.stopped
+
+
 async def test_edits_unsends_and_new_messages_arrive(
     app: Any,
     client: httpx.AsyncClient,
@@ -661,6 +707,8 @@ def test_cli_register_sync_edit_and_revoke(
     with proxy.running():
         output = register_with_cli(env, proxy.url, server.url)
         assert "Approve this device" in output and f"{proxy.url}/devices" in output, output
+        if sys.platform != "darwin":  # no LaunchAgent here: the next step is a service manager
+            assert "agent install" not in output and "convassist agent run" in output, output
         token_file = tmp_path / "agent-state" / "token.json"
         assert f"Token stored in the file {token_file} (mode 0600)" in output
         assert token_file.stat().st_mode & 0o777 == 0o600

@@ -323,6 +323,11 @@ class ChatDB:
         rows = self._fetch("SELECT COALESCE(MAX(ROWID), 0) FROM message", ())
         return int(rows[0][0])
 
+    def count_messages(self, after_rowid: int, up_to_rowid: int) -> int:
+        """How many messages have `after_rowid` < ROWID <= `up_to_rowid` (ROWIDs have gaps)."""
+        sql = "SELECT COUNT(*) FROM message WHERE ROWID > ? AND ROWID <= ?"
+        return int(self._fetch(sql, (after_rowid, up_to_rowid))[0][0])
+
     def head(self) -> ChatCursor:
         """A cursor at the current end: the newest ROWID and the newest edit/unsend.
 

@@ -10,7 +10,6 @@ the user to register again.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import random
 import time
 import uuid
@@ -22,6 +21,7 @@ from typing import Any
 import httpx
 
 from convassist import __version__
+from convassist.agent.answers import error_body, looks_like, not_a_server, retry_after
 from convassist.agent.errors import AgentError
 from convassist.core.logging import get_logger
 
@@ -181,35 +181,6 @@ def _optional_time(value: Any) -> datetime | None:
     return _parse_time(value) if value else None
 
 
-def retry_after(response: httpx.Response) -> float | None:
-    """Seconds from a `Retry-After` header (delta-seconds or an HTTP date), if any."""
-    value = response.headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-def _error_body(response: httpx.Response) -> tuple[str, str, dict[str, Any]]:
-    """(`error`, `detail`, body) of the API's error shape; tolerant of non-JSON answers."""
-    try:
-        body = response.json()
-    except ValueError:
-        return "", response.text[:200], {}
-    if not isinstance(body, dict):
-        return "", "", {}
-    return str(body.get("error") or ""), str(body.get("detail") or ""), body
-
-
 class AgentClient:
     """Typed calls to `/api/devices/*` and `/api/sync/*` (use as an async context manager)."""
 
@@ -323,9 +294,7 @@ class AgentClient:
             data = None
         if not isinstance(data, dict):
             raise ServerError(
-                f"{self.server_url} did not answer {response.request.url.path} with JSON: is it "
-                "a Conversation Assistant server (and the URL without a path)?",
-                status=response.status_code,
+                not_a_server(self.server_url, looks_like(response)), status=response.status_code
             )
         return _Body(self.server_url, data)
 
@@ -358,9 +327,10 @@ class AgentClient:
                 problem = f"{self.server_url} answered {response.status_code}"
                 wait_hint = retry_after(response)
             if attempt >= self.retries:
+                resumes = " Nothing was lost; the next sync resumes where this one stopped."
                 raise ServerUnavailable(
-                    f"Gave up after {attempt + 1} attempts: {problem}. Nothing was lost; the "
-                    "next sync resumes where this one stopped."
+                    f"Gave up after {attempt + 1} attempts: {problem}."
+                    + (resumes if path.startswith("/sync/") else "")
                 )
             delay = self._delay(attempt, wait_hint)
             log.warning("agent.retry", method=method, path=path, attempt=attempt + 1, wait_s=delay)
@@ -374,8 +344,10 @@ class AgentClient:
         return max(delay, min(hint, MAX_BACKOFF * 5)) if hint is not None else delay
 
     def _refusal(self, response: httpx.Response) -> AgentError:
-        code, detail, body = _error_body(response)
+        code, detail, body = error_body(response)
         status = response.status_code
+        if not body:  # not the API's error shape: say what answered, never its HTML
+            return ServerError(not_a_server(self.server_url, looks_like(response)), status=status)
         if status == 401 and (code in TOKEN_ERRORS or not code):
             reason = _REASONS.get(code, "the server refused this device's token")
             return NotRegistered(reason, self.server_url)

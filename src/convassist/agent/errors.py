@@ -30,7 +30,7 @@ class ChatDBNotFound(ChatDBError):
     def __init__(self, path: Path) -> None:
         super().__init__(
             f"Messages database not found at {path}. Is Messages set up on this Mac "
-            "(open Messages.app once), or did you pass the wrong --chat-db path?"
+            "(open Messages.app once), or is the path wrong (--db, CONVASSIST_AGENT_DB_PATH)?"
         )
 
 

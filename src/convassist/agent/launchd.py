@@ -3,7 +3,9 @@
 The plist lives at `~/Library/LaunchAgents/io.convassist.agent.plist`; it starts the current
 Python interpreter with `-m convassist agent run`, restarts it if it crashes, and sends its
 output to `~/Library/Logs/convassist/agent.log`. `SystemLaunchctl` loads it into the user's
-GUI session (`launchctl bootstrap gui/<uid>`) and unloads it (`launchctl bootout`).
+GUI session (`launchctl bootstrap gui/<uid>`) and unloads it (`launchctl bootout`). The plist
+keeps this shell's agent settings (`plist_environment`); `wait_for_first_sync` reports how the
+LaunchAgent's first sync went (a missing Full Disk Access shows up there).
 """
 
 from __future__ import annotations
@@ -13,11 +15,14 @@ import plistlib
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from convassist.agent.errors import AgentError
+from convassist.agent.state import StateDB
 
 __all__ = [
     "LABEL",
@@ -27,7 +32,9 @@ __all__ = [
     "SystemLaunchctl",
     "build_plist",
     "install_agent",
+    "plist_environment",
     "uninstall_agent",
+    "wait_for_first_sync",
 ]
 
 LABEL = "io.convassist.agent"
@@ -133,6 +140,42 @@ def build_plist(
         "StandardErrorPath": str(paths.log_file),
         "EnvironmentVariables": env,
     }
+
+
+def plist_environment(
+    state_dir: Path, db: Path | None, environ: Mapping[str, str] = os.environ
+) -> dict[str, str]:
+    """The agent settings of this shell that the LaunchAgent must keep."""
+    keep = {
+        key: value
+        for key, value in environ.items()
+        if value
+        and (
+            key.startswith("CONVASSIST_AGENT_")
+            or key in ("CONVASSIST_DATA_DIR", "CONVASSIST_LOG_LEVEL")
+        )
+    }
+    keep["CONVASSIST_AGENT_STATE_DIR"] = str(state_dir)
+    if db is not None:
+        keep["CONVASSIST_AGENT_DB_PATH"] = str(db.expanduser().absolute())
+    return keep
+
+
+def wait_for_first_sync(state_dir: Path, since: datetime, seconds: float) -> tuple[bool, str]:
+    """(failed, what to tell the user) about the LaunchAgent's first sync after `since`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(1)
+        state = StateDB.open_existing(state_dir)
+        if state is None:
+            continue
+        with state:
+            error, synced = state.last_error(), state.last_sync_at()
+        if error is not None and error[0] >= since:
+            return True, error[1]
+        if synced is not None and synced >= since:
+            return False, "The agent's first sync succeeded."
+    return False, "The agent is starting; see `convassist agent status`."
 
 
 def install_agent(

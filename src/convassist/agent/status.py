@@ -16,8 +16,9 @@ from convassist.agent.errors import AgentError
 from convassist.agent.runner import client_for, load_session
 from convassist.agent.settings import AgentSettings
 from convassist.agent.state import Counts, DeviceRegistration, StateDB
+from convassist.agent.sync import SyncReport
 
-__all__ = ["AgentStatus", "collect_status", "status_rows"]
+__all__ = ["AgentStatus", "collect_status", "status_rows", "sync_summary"]
 
 
 @dataclass(slots=True)
@@ -136,3 +137,25 @@ def status_rows(status: AgentStatus) -> list[tuple[str, str]]:
         rows.append(("last error", "none"))
     rows.append(("state", str(status.state_dir)))
     return rows
+
+
+def sync_summary(report: SyncReport) -> str:
+    """One sentence on what a sync did (the `sync` command prints it)."""
+    counts = report.counts
+    if counts.sent == 0 and report.contacts == 0:
+        text = "Up to date: nothing new to send."
+    else:
+        text = (
+            f"Synced {counts.sent:,} messages ({counts.inserted:,} new, {counts.updated:,} "
+            f"updated, {counts.unchanged:,} unchanged) in {report.duration_s:.1f}s"
+        )
+        if report.contacts:
+            text += f"; {report.contacts:,} contacts"
+        text += "."
+    if counts.not_sent:
+        text += f" {counts.not_sent:,} messages in no chat were skipped."
+    if counts.skipped:
+        text += f" {counts.skipped:,} messages already stored under another conversation."
+    if report.interrupted:
+        text += " Stopped early; the next sync resumes."
+    return text

@@ -49,7 +49,7 @@ log = get_logger(__name__)
 # hundreds of chats (a first sync of 100,000 messages in 400 chats takes a quarter of the time
 # it takes with 10,000-row windows), small enough to stay around 25 MB.
 WINDOW_ROWS = 50_000
-PROGRESS_MIN_ROWS = 2000  # a backlog at least this long shows a progress bar
+PROGRESS_MIN_MESSAGES = 2000  # a backlog at least this long shows a progress bar
 MAX_GUID = 128
 MAX_HANDLE = 320
 MAX_SERVICE = 32
@@ -60,7 +60,8 @@ Phase = Literal["new", "changes"]
 
 
 class Progress(Protocol):
-    """Where a long sync reports how far it got, in messages of the backlog (ROWIDs)."""
+    """Where a long sync reports how far it got: `start` with the messages to read, then
+    `advance` by each one sent or skipped (new messages only; edits are not counted)."""
 
     def start(self, total: int) -> None: ...
     def advance(self, messages: int) -> None: ...
@@ -162,6 +163,7 @@ class SyncEngine:
         self._chats: dict[str, ChatInfo] = {}
         self._batches = 0
         self._bar: Progress | None = None
+        self._head_rowid = 0
 
     async def run(self, db: ChatDB) -> SyncReport:
         started = time.monotonic()
@@ -181,8 +183,9 @@ class SyncEngine:
             head_rowid=head.rowid,
             batch=self.batch_size,
         )
-        backlog = head.rowid - cursor.rowid
-        self._bar = self.progress if backlog >= PROGRESS_MIN_ROWS else None
+        self._head_rowid = head.rowid
+        backlog = db.count_messages(cursor.rowid, head.rowid) if self.progress is not None else 0
+        self._bar = self.progress if backlog >= PROGRESS_MIN_MESSAGES else None
         if self._bar is not None:
             self._bar.start(backlog)
         counts = Counts()
@@ -203,8 +206,6 @@ class SyncEngine:
                     cursor, done, page_counts = await self._deliver(db, page, cursor, phase)
                     counts += page_counts
                     interrupted = done < len(page)
-                if phase == "new" and not interrupted and self._bar is not None:
-                    self._bar.advance(max(0, backlog - counts.sent))  # ROWID gaps, no-chat rows
         finally:
             if self._bar is not None:
                 self._bar.stop()
@@ -249,14 +250,14 @@ class SyncEngine:
     ) -> tuple[ChatCursor, int, Counts]:
         """Send one window; returns (cursor, messages confirmed in order, counts)."""
         confirmed = bytearray(len(page))  # 1 = confirmed by the server, or not to be sent
-        not_sent = 0
+        not_sent: list[int] = []  # in no chat (or an over-long guid): skipped, counted
         batches: list[_Batch] = []
         open_batch: dict[str, _Batch] = {}
         for index, message in enumerate(page):
             guid = message.chat_guid
             if guid is None or len(message.imessage_guid) > MAX_GUID:
                 confirmed[index] = 1
-                not_sent += 1
+                not_sent.append(index)
                 continue
             batch = open_batch.get(guid)
             if batch is None or len(batch.indexes) >= self.batch_size:
@@ -311,8 +312,8 @@ class SyncEngine:
                     cursor = advance()
                     self.state.commit_batch(self.db_path, cursor, counts)
                     total += counts
-                    if self._bar is not None:
-                        self._bar.advance(counts.sent)
+                    if phase == "new":
+                        self._advance(page, batch.indexes)
         finally:
             for task in running:  # only when this coroutine itself is cancelled
                 task.cancel()
@@ -323,9 +324,18 @@ class SyncEngine:
         cursor = advance()
         if prefix == len(page) and (not_sent or not batches):
             # Messages not sent (in no chat) are counted once, when their window is complete.
-            self.state.commit_batch(self.db_path, cursor, Counts(not_sent=not_sent))
-            total += Counts(not_sent=not_sent)
+            self.state.commit_batch(self.db_path, cursor, Counts(not_sent=len(not_sent)))
+            total += Counts(not_sent=len(not_sent))
+            if phase == "new":
+                self._advance(page, not_sent)
         return cursor, prefix, total
+
+    def _advance(self, page: Sequence[ChatMessage], indexes: Sequence[int]) -> None:
+        """Move the progress bar by the messages of the backlog (up to the head) among these."""
+        if self._bar is not None:
+            done = sum(1 for i in indexes if page[i].rowid <= self._head_rowid)
+            if done:
+                self._bar.advance(done)
 
     async def _send(self, batch: _Batch, page: Sequence[ChatMessage]) -> MessagesResult:
         payload = conversation_payload(batch.chat_guid, self._chats.get(batch.chat_guid), self.book)

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import plistlib
 import shutil
 import sys
-import time
 from collections.abc import Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +14,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.progress import (
     BarColumn,
@@ -33,11 +32,12 @@ from convassist.agent.credentials import open_store
 from convassist.agent.daemon import ChangeWatcher, Daemon, install_stop_signals
 from convassist.agent.errors import AgentError, ChatDBPermissionDenied
 from convassist.agent.fda import agent_programs, full_disk_access_message
+from convassist.agent.identity import IDENTIFY_TIMEOUT, identify_server
 from convassist.agent.registration import device_description, register_device, save_grant
 from convassist.agent.runner import client_for, load_session, open_chat_db, sync_once
 from convassist.agent.settings import AgentSettings
 from convassist.agent.state import StateDB
-from convassist.agent.status import collect_status, status_rows
+from convassist.agent.status import collect_status, status_rows, sync_summary
 from convassist.agent.sync import SyncReport
 from convassist.cli.common import fail
 from convassist.core.logging import configure_logging, get_logger
@@ -118,27 +118,6 @@ class RichProgress:
         self._bar.stop()
 
 
-def _summary(report: SyncReport) -> str:
-    counts = report.counts
-    if counts.sent == 0 and report.contacts == 0:
-        text = "Up to date: nothing new to send."
-    else:
-        text = (
-            f"Synced {counts.sent:,} messages ({counts.inserted:,} new, {counts.updated:,} "
-            f"updated, {counts.unchanged:,} unchanged) in {report.duration_s:.1f}s"
-        )
-        if report.contacts:
-            text += f"; {report.contacts:,} contacts"
-        text += "."
-    if counts.not_sent:
-        text += f" {counts.not_sent:,} messages in no chat were skipped."
-    if counts.skipped:
-        text += f" {counts.skipped:,} messages already stored under another conversation."
-    if report.interrupted:
-        text += " Stopped early; the next sync resumes."
-    return text
-
-
 # -- register ---------------------------------------------------------------------------
 
 
@@ -168,6 +147,7 @@ def register(
     device_name = name or device_description()[0]
 
     async def flow() -> str:
+        await identify_server(url, http_timeout=min(settings.http_timeout, IDENTIFY_TIMEOUT))
         async with client_for(settings, url) as client:
             grant = await register_device(client, device_name, lambda r: _show_code(url, r))
         return save_grant(settings, url, device_name, grant).describe()
@@ -175,10 +155,13 @@ def register(
     where = _run(flow(), "Registration cancelled; run the command again for a new code.")
     out.print(f"[bold green]Registered[/] as {device_name!r} with {url}.")
     out.print(f"Token stored in {where}.")
-    out.print(
-        "Next: [bold]convassist agent sync --once[/] for a first sync, then "
-        f"[bold]convassist agent install --server {url}[/] to sync in the background.",
+    background = (
+        f"[bold]convassist agent install --server {url}[/] to sync in the background"
+        if IS_MACOS
+        else "run [bold]convassist agent run[/] under systemd (or another service manager) to "
+        "sync in the background, or [bold]convassist agent sync --once[/] from cron"
     )
+    out.print(f"Next: [bold]convassist agent sync --once[/] for a first sync, then {background}.")
 
 
 # -- sync and run -----------------------------------------------------------------------
@@ -200,7 +183,7 @@ def _daemon(settings: AgentSettings, db: Path | None, *, full: bool, announce: b
             restart, first[0] = first[0], False
             report = await sync_once(settings, db_path=path, full=restart, should_stop=stop.is_set)
             if announce and (report.counts.sent or report.contacts):
-                out.print(_summary(report))
+                out.print(sync_summary(report))
             return report
 
         def on_error(exc: AgentError) -> None:
@@ -239,7 +222,7 @@ def sync(
     report = _run(
         sync_once(settings, db_path=db, full=full, progress=RichProgress() if show else None)
     )
-    out.print(_summary(report))
+    out.print(sync_summary(report))
 
 
 @app.command()
@@ -288,42 +271,6 @@ def _paths() -> launchd.AgentPaths:
     return launchd.AgentPaths(Path.home())
 
 
-def _plist_environment(settings: AgentSettings, db: Path | None) -> dict[str, str]:
-    """The agent settings of this shell that the LaunchAgent must keep."""
-    keep = {
-        key: value
-        for key, value in os.environ.items()
-        if value
-        and (
-            key.startswith("CONVASSIST_AGENT_")
-            or key in ("CONVASSIST_DATA_DIR", "CONVASSIST_LOG_LEVEL")
-        )
-    }
-    keep["CONVASSIST_AGENT_STATE_DIR"] = str(settings.resolved_state_dir)
-    if db is not None:
-        keep["CONVASSIST_AGENT_DB_PATH"] = str(db.expanduser().absolute())
-    return keep
-
-
-def _wait_for_first_sync(settings: AgentSettings, since: datetime, seconds: float) -> None:
-    """Tell the user how the LaunchAgent's first sync went (Full Disk Access above all)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        time.sleep(1)
-        state = StateDB.open_existing(settings.resolved_state_dir)
-        if state is None:
-            continue
-        with state:
-            error, synced = state.last_error(), state.last_sync_at()
-        if error is not None and error[0] >= since:
-            out.print(f"[bold red]The agent's first sync failed:[/] {error[1]}")
-            return
-        if synced is not None and synced >= since:
-            out.print("The agent's first sync succeeded.")
-            return
-    out.print("The agent is starting; see `convassist agent status`.")
-
-
 @app.command()
 def install(
     server: str | None = typer.Option(None, "--server", help="Server URL [default: registered]."),
@@ -338,13 +285,15 @@ def install(
         settings.server_url = _server(server)
     if print_only:
         url = settings.server_url or "https://server.example"
-        content = launchd.build_plist(url, paths, environment=_plist_environment(settings, db))
+        environment = launchd.plist_environment(settings.resolved_state_dir, db)
+        content = launchd.build_plist(url, paths, environment=environment)
         typer.echo(plistlib.dumps(content).decode())
         return
     if not IS_MACOS:
         fail(
             "LaunchAgents exist only on macOS. Elsewhere, run `convassist agent run` under "
-            "your service manager (see docs/agent.md).",
+            "systemd or another service manager, or `convassist agent sync --once` from cron "
+            "(see docs/agent.md).",
             code=69,
         )
     chat_db = (db or settings.db_path).expanduser().absolute()
@@ -368,7 +317,7 @@ def install(
             registration.server_url,
             _launchctl(),
             paths,
-            environment=_plist_environment(settings, db),
+            environment=launchd.plist_environment(settings.resolved_state_dir, db),
         )
     except AgentError as exc:
         fail(exc.message, code=exc.exit_code)
@@ -380,7 +329,9 @@ def install(
         "does not count for the LaunchAgent).",
     )
     if wait > 0:
-        _wait_for_first_sync(settings, since, wait)
+        failed, message = launchd.wait_for_first_sync(settings.resolved_state_dir, since, wait)
+        shown = f"[bold red]The agent's first sync failed:[/] {escape(message)}"
+        out.print(shown if failed else message)
 
 
 @app.command()
