@@ -367,3 +367,39 @@ def test_every_page_loads_without_errors(live: Live, chromium: Any) -> None:
         playwright_sync.expect(page.get_by_text("You have signed out.")).to_be_visible()
         assert watched.problems == [], f"{theme}: {watched.problems}"
         context.close()
+
+
+def test_a_job_is_cancelled_when_confirmed_after_several_polls(
+    live: Live, watched: Watched
+) -> None:
+    """The row polls every 2 s; a dialog left open for longer still cancels the job."""
+    client = httpx.Client(base_url=live.url, timeout=30)
+    login = client.post("/api/auth/login", json={"password": OWNER_PASSWORD}).json()
+    owner = {"Authorization": f"Bearer {login['token']}"}
+    for n in range(8):
+        sample = {
+            "inputContext": f"Them: question {n}, are you free later?\nMe:",
+            "expectedOutput": f"sure, after {n + 4}pm works for me",
+        }
+        resp = client.post("/api/training/samples", json=sample, headers=owner)
+        assert resp.status_code == 201, resp.text
+    started = client.post("/api/training/jobs", json={"epochs": 20}, headers=owner)
+    assert started.status_code in (200, 201, 202), started.text
+    job_id = started.json()["id"]
+
+    page = watched.page
+    expect = playwright_sync.expect
+    _sign_in(watched, live, "/training")
+    row = page.locator(f"#job-{job_id}")
+    expect(row).to_contain_text(re.compile("Queued|Training"))
+    row.get_by_role("button", name="Cancel…").click()
+    dialog = page.locator("#confirm-dialog")
+    expect(dialog).to_be_visible()
+    page.wait_for_timeout(5_000)  # more than two polling intervals of the row
+    dialog.get_by_role("button", name="Stop training").click()
+    expect(row.locator(".badge")).to_have_text("Cancelled", timeout=10_000)
+    expect(row.locator(".alert-error")).to_have_count(0)
+    expect(page.locator("#toasts")).to_contain_text("Training cancelled.")
+    state = client.get(f"/api/training/jobs/{job_id}", headers=owner).json()
+    assert state["status"] == "cancelled"
+    assert watched.problems == []

@@ -201,8 +201,9 @@ async def test_job_history_chart_and_live_rows(app: Any, web: Browser, dead_ml: 
     assert '<progress max="100" value="42"' in html
     assert "Running for" in text
     assert "Failed" in text and "Out of memory while loading the model." in text
-    # The running row polls itself; while the ML service is down it stays as it was.
-    assert f'hx-get="/training/jobs/{running.id}" hx-trigger="load delay:2s"' in html
+    # The running row polls itself (`data-poll`: paused while a dialog is open, see app.js);
+    # while the ML service is down it stays as it was.
+    assert f'data-poll hx-get="/training/jobs/{running.id}" hx-trigger="every 2s"' in html
     row = await web.get(f"/training/jobs/{running.id}", htmx=True)
     assert 'value="42"' in row.text
     assert "hx-trigger" not in row.headers
@@ -227,3 +228,28 @@ async def test_no_samples_is_explained_in_the_owners_words(
     assert "Also learn from my past replies" in resp.text
     panel = await web.get("/training/adapters", htmx=True)
     assert "No adapters yet." in text_of(panel.text)
+
+
+async def test_a_cancelled_job_is_shown_as_cancelled_not_as_an_error(
+    app: Any, web: Browser, dead_ml: str
+) -> None:
+    async with app.state.sessionmaker() as session:
+        job = TrainingJob(
+            base_model="smollm2-135m-instruct",
+            status=TrainingStatus.CANCELLED,
+            progress=30,
+            epochs=1,
+            learning_rate=1e-4,
+            sample_count=5,
+            metrics={},
+            error="The job was cancelled.",  # what the ML service records
+            completed_at=utcnow(),
+        )
+        session.add(job)
+        await session.commit()
+    row = await web.get(f"/training/jobs/{job.id}", htmx=True)
+    assert row.status_code == 200
+    assert '<span class="badge">Cancelled</span>' in row.text  # the neutral badge
+    assert "Stopped before it finished: no adapter was made." in text_of(row.text)
+    assert "alert-error" not in row.text and "badge-danger" not in row.text
+    assert "hx-get" not in row.text  # a finished row no longer polls

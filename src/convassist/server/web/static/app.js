@@ -84,7 +84,8 @@
     dialog.showModal();
   });
 
-  /* ---- polls pause while the owner works inside the polled part, or looks away ---- */
+  /* ---- polls ([data-poll]) pause while the owner works inside the polled part, has a
+     dialog open (a confirmation would lose its target) or looks away ---- */
   document.body.addEventListener("htmx:beforeRequest", function (event) {
     var elt = event.detail.elt;
     var config = event.detail.requestConfig;
