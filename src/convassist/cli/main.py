@@ -13,6 +13,7 @@ app = typer.Typer(
     help="Conversation Assistant: reply suggestions in your own voice, self-hosted.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts are plain: "[macos]" and "[default: …]" stay as written
 )
 app.add_typer(db.app, name="db")
 app.add_typer(admin.app, name="admin")
