@@ -6,7 +6,7 @@ import asyncio
 
 import typer
 
-from convassist.cli.common import console, fail, setup_logging
+from convassist.cli.common import console, ensure_port_free, fail, setup_logging
 from convassist.ml.errors import ModelError
 from convassist.ml.llm import LLMManager, load_backend
 from convassist.ml.settings import MLSettings
@@ -34,6 +34,13 @@ def serve(
     if port is not None:
         settings.port = port
     setup_logging(settings, "ml")
+    ensure_port_free(
+        "The ML service",
+        settings.host,
+        settings.port,
+        f"Choose another port with `convassist ml --port {settings.port + 1}` "
+        "(or ML_SERVICE_PORT) and point the server at it with ML_SERVICE_URL.",
+    )
     manager = _load(settings)
     redis = "Redis" if settings.use_redis else "in-process cache and jobs"
     console.print(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from convassist.cli.common import console, fail, setup_logging
+from convassist.cli.common import console, ensure_port_free, fail, setup_logging
 from convassist.core.settings import ServerSettings
 from convassist.server import migrate
 
@@ -27,6 +27,13 @@ def serve(
     if port is not None:
         settings.port = port
     setup_logging(settings, "server")
+    ensure_port_free(
+        "The server",
+        settings.host,
+        settings.port,
+        f"Choose another port with `convassist server --port {settings.port + 1}` "
+        "(or CONVASSIST_PORT).",
+    )
     url = settings.resolved_database_url
     if run_migrations:
         try:
@@ -57,11 +64,17 @@ def serve(
     )
 
 
-def up() -> None:
-    """Run the whole system: API server, ML service, and a worker when Redis is configured."""
-    from convassist.cli.supervisor import run_system
+def up(
+    port: int | None = typer.Option(None, "--port", help="Server port [default: 3100]."),
+    ml_port: int | None = typer.Option(None, "--ml-port", help="ML service port [default: 8100]."),
+) -> None:
+    """Run the whole system: API server, ML service, and a worker when Redis is configured.
 
-    raise typer.Exit(run_system())
+    A component that dies is restarted (with backoff) while the others keep running.
+    """
+    from convassist.cli.up import run_system
+
+    raise typer.Exit(run_system(port, ml_port))
 
 
 def _owner_configured(url: str) -> bool:
