@@ -8,6 +8,7 @@ from typing import NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from convassist.core.logging import configure_logging
 from convassist.core.settings import CommonSettings
@@ -17,7 +18,7 @@ console = Console(stderr=True)
 
 def fail(message: str, *, code: int = 1) -> NoReturn:
     """Print a one-line error for a person (no traceback) and exit non-zero."""
-    console.print(f"[bold red]Error:[/] {message}", highlight=False, soft_wrap=True)
+    console.print(f"[bold red]Error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
