@@ -221,7 +221,7 @@ async def test_reregistering_issues_a_fresh_code_and_keeps_one_row(
     again = await _register(client, "HW-same")
     assert again["deviceId"] == device_id
     listed = (await owner_client.get("/api/devices")).json()
-    assert len(listed) == 1 and listed[0]["status"] == "pending"
+    assert len(listed) == 1 and listed[0]["status"] == "active"
     # Registration alone does not revoke the working token...
     auth = {"Authorization": f"Bearer {token}"}
     assert (await client.get("/api/sync/status", headers=auth)).status_code == 200
@@ -291,3 +291,57 @@ async def test_device_token_lasts_seven_days(
     expires = datetime.fromisoformat(verified.json()["expiresAt"])
     delta = expires - utcnow()
     assert timedelta(days=6, hours=23) < delta <= timedelta(days=7)
+
+
+async def test_reregistering_changes_a_working_device_only_once_approved(
+    client: httpx.AsyncClient, owner_client: httpx.AsyncClient, no_poll_limit: None
+) -> None:
+    _, token = await register_device(
+        client, owner_client, hardware_id="HW-known", name="Kitchen Mac"
+    )
+    stranger = await client.post(
+        "/api/devices/register",
+        json={"name": "Evil Mac", "hardwareId": "HW-known", "platform": "x", "osVersion": "1"},
+    )
+    assert stranger.status_code == 201
+    (listed,) = (await owner_client.get("/api/devices")).json()
+    assert (listed["name"], listed["platform"], listed["status"]) == (
+        "Kitchen Mac",
+        "macOS",
+        "active",
+    )
+    assert listed["pendingName"] == "Evil Mac"
+    auth = {"Authorization": f"Bearer {token}"}
+    assert (await client.get("/api/sync/status", headers=auth)).status_code == 200
+    approved = await owner_client.post(
+        "/api/devices/approve", json={"code": stranger.json()["code"]}
+    )
+    assert approved.status_code == 200
+    assert (approved.json()["name"], approved.json()["platform"]) == ("Evil Mac", "x")
+    assert approved.json()["pendingName"] is None
+
+
+async def test_registration_is_rate_limited_per_client(app: object) -> None:
+    def at(host: str) -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(app=app, client=(host, 40000))  # type: ignore[arg-type]
+        return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+
+    async with at("198.51.100.1") as flooder, at("198.51.100.2") as other:
+        for i in range(service.REGISTER_LIMIT):
+            resp = await flooder.post(
+                "/api/devices/register", json={**DEVICE, "hardwareId": f"HW-flood-{i}"}
+            )
+            assert resp.status_code == 201
+        refused = await flooder.post(
+            "/api/devices/register", json={**DEVICE, "hardwareId": "HW-flood-x"}
+        )
+        assert refused.status_code == 429
+        assert refused.json()["error"] == "rate_limited"
+        assert 0 < int(refused.headers["retry-after"]) <= 3600
+        allowed = await other.post(
+            "/api/devices/register", json={**DEVICE, "hardwareId": "HW-other"}
+        )
+        assert allowed.status_code == 201
+    async with app.state.sessionmaker() as session:  # type: ignore[attr-defined]
+        count = await session.scalar(sa.select(sa.func.count()).select_from(Device))
+    assert count == service.REGISTER_LIMIT + 1

@@ -44,6 +44,11 @@ SettingsDep = Annotated[ServerSettings, Depends(get_settings)]
 MLDep = Annotated[MLClient, Depends(get_ml_client)]
 
 
+def client_address(request: Request) -> str:
+    """The caller's address, for per-client failure limits."""
+    return request.client.host if request.client else "unknown"
+
+
 def _bearer(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")

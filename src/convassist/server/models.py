@@ -144,7 +144,7 @@ class Owner(Timestamps, Base):
 
 
 class RateLimitBucket(Base):
-    """A fixed-window failure counter (wrong approval codes, failed logins)."""
+    """A fixed-window counter (failed logins, wrong approval codes, registrations)."""
 
     __tablename__ = "rate_limit_buckets"
 
@@ -166,6 +166,10 @@ class Device(UUIDPrimaryKey, Timestamps, Base):
     code_attempts: Mapped[int] = mapped_column(Integer, default=0)
     approved_at: Mapped[datetime | None]
     last_poll_at: Mapped[datetime | None]
+    # A known device's re-registration: applied when the owner approves its code.
+    pending_name: Mapped[str | None] = mapped_column(String(200))
+    pending_platform: Mapped[str | None] = mapped_column(String(50))
+    pending_os_version: Mapped[str | None] = mapped_column(String(50))
     verified: Mapped[bool] = mapped_column(Boolean, default=False)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     # Bumped on re-registration and deactivation: tokens carry it and die with it.
@@ -176,9 +180,14 @@ class Device(UUIDPrimaryKey, Timestamps, Base):
 
     @property
     def status(self) -> str:
-        """pending (code shown), approved (agent not yet collected its token), active, inactive."""
+        """pending (code shown), approved (agent not yet collected its token), active, inactive.
+
+        An active device that re-registers stays active until the owner approves its code."""
         if self.code_hash and self.code_expires_at and self.code_expires_at > utcnow():
-            return "approved" if self.approved_at else "pending"
+            if self.approved_at:
+                return "approved"
+            if not (self.verified and self.is_active):
+                return "pending"
         if self.verified:
             return "active" if self.is_active else "inactive"
         return "expired"

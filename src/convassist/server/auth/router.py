@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request, Response
 from convassist.server.auth import service
 from convassist.server.auth.cookies import clear_session_cookies, set_session_cookies
 from convassist.server.auth.schemas import LoginRequest, LoginResponse, SessionInfo
-from convassist.server.deps import OwnerDep, SessionDep, SettingsDep
+from convassist.server.deps import OwnerDep, SessionDep, SettingsDep, client_address
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -25,6 +25,7 @@ async def login(
     token, expires, csrf = await service.login(
         session,
         body.password,
+        client=client_address(request),
         secret=request.app.state.jwt_secret,
         lifetime=timedelta(hours=settings.owner_session_hours),
     )

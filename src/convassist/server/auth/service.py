@@ -17,7 +17,7 @@ OWNER_ID = 1
 MIN_PASSWORD_LENGTH = 8
 LOGIN_LIMIT = 10
 LOGIN_WINDOW = timedelta(minutes=15)
-LOGIN_THROTTLE_KEY = "owner-login"
+LOGIN_THROTTLE_KIND = "owner-login"
 
 
 async def get_owner(session: AsyncSession) -> Owner | None:
@@ -35,17 +35,22 @@ async def set_owner_password(session: AsyncSession, password: str) -> Owner:
     else:
         owner.password_hash = hash_password(password)
         owner.session_generation += 1
-    await throttle.reset(session, LOGIN_THROTTLE_KEY)
+    await throttle.reset_kind(session, LOGIN_THROTTLE_KIND)
     await session.flush()
     return owner
 
 
 async def login(
-    session: AsyncSession, password: str, *, secret: str, lifetime: timedelta
+    session: AsyncSession, password: str, *, client: str, secret: str, lifetime: timedelta
 ) -> tuple[str, datetime, str]:
-    """Check the password; return (bearer token, expiry, CSRF token)."""
+    """Check the password; return (bearer token, expiry, CSRF token).
+
+    Failures are limited per client address, so a stranger's guesses never lock the owner
+    out elsewhere; setting the password (`convassist admin set-password`) clears every
+    client's lockout."""
+    key = f"{LOGIN_THROTTLE_KIND}:{client}"
     await throttle.ensure_allowed(
-        session, LOGIN_THROTTLE_KEY, limit=LOGIN_LIMIT, window=LOGIN_WINDOW, what="sign-ins"
+        session, key, limit=LOGIN_LIMIT, window=LOGIN_WINDOW, what="failed sign-ins"
     )
     owner = await get_owner(session)
     if owner is None:
@@ -54,8 +59,9 @@ async def login(
             code="owner_not_configured",
         )
     if not verify_password(owner.password_hash, password):
-        await throttle.record_failure(session, LOGIN_THROTTLE_KEY, window=LOGIN_WINDOW)
+        await throttle.record_failure(session, key, window=LOGIN_WINDOW)
         raise Unauthorized("Wrong password.", code="invalid_credentials", keep_changes=True)
+    await throttle.reset(session, key)
     token, expires = issue_token(
         secret,
         subject=str(owner.id),

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from fastapi import APIRouter, Request
 
-from convassist.server.deps import OwnerDep, SessionDep, SettingsDep
+from convassist.server.deps import OwnerDep, SessionDep, SettingsDep, client_address
 from convassist.server.devices import service
 from convassist.server.devices.schemas import (
     ApproveRequest,
@@ -30,8 +30,12 @@ def device_out(device: Device) -> DeviceOut:
 async def register(
     body: RegisterRequest, request: Request, session: SessionDep, settings: SettingsDep
 ) -> RegisterResponse:
-    """Start registration. Show `code` to the person; the owner approves it on the server."""
-    device, code = await service.register(session, body, secret=request.app.state.jwt_secret)
+    """Start registration. Show `code` to the person; the owner approves it on the server.
+
+    Limited per client address (429 with Retry-After)."""
+    device, code = await service.register(
+        session, body, secret=request.app.state.jwt_secret, client=client_address(request)
+    )
     assert device.code_expires_at is not None
     return RegisterResponse(
         device_id=device.id,

@@ -50,6 +50,9 @@ class DeviceOut(APIModel):
     status: str = Field(description="pending, approved, active, inactive or expired")
     verified: bool
     is_active: bool
+    pending_name: str | None = Field(
+        description="The name a re-registration asks for; applied when its code is approved."
+    )
     code_expires_at: datetime | None
     last_sync_at: datetime | None
     messages_synced: int

@@ -3,6 +3,7 @@
 register → the agent shows a 6-digit code → the signed-in owner approves that code →
 the agent's verify poll gets a 7-day JWT. Codes are stored as keyed hashes, expire after
 10 minutes, and wrong guesses are limited both per device (verify) and globally (approve).
+Registration needs no credential, so it is limited per client address.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ MAX_VERIFY_ATTEMPTS = 5
 APPROVE_LIMIT = 10
 APPROVE_WINDOW = timedelta(minutes=10)
 APPROVE_THROTTLE_KEY = "device-approve"
+REGISTER_LIMIT = 10
+REGISTER_WINDOW = timedelta(hours=1)
+REGISTER_THROTTLE_KIND = "device-register"
 
 
 class DeviceFlowError(BadRequest):
@@ -34,23 +38,39 @@ class DeviceFlowError(BadRequest):
 
 
 async def register(
-    session: AsyncSession, body: RegisterRequest, *, secret: str
+    session: AsyncSession, body: RegisterRequest, *, secret: str, client: str
 ) -> tuple[Device, str]:
     """Create the device (or refresh a known hardware id) with a fresh pending code.
 
-    Re-registering does not revoke the current token: a stranger who knows a hardware id
-    can start a registration but not finish it. The old token dies when the new code is
-    approved and verified.
+    Re-registering changes nothing the owner sees until the owner approves the new code:
+    the new name, platform and OS version wait in `pending_*`, the device keeps its state
+    and its token. A stranger who knows a hardware id can start a registration but not
+    finish it; the old token dies when the new code is approved and verified.
     """
+    await throttle.count_attempt(
+        session,
+        f"{REGISTER_THROTTLE_KIND}:{client}",
+        limit=REGISTER_LIMIT,
+        window=REGISTER_WINDOW,
+        what="device registrations",
+    )
     device = (
         await session.execute(select(Device).where(Device.hardware_id == body.hardware_id))
     ).scalar_one_or_none()
     if device is None:
-        device = Device(hardware_id=body.hardware_id, verified=False, is_active=True)
+        device = Device(
+            hardware_id=body.hardware_id,
+            name=body.name,
+            platform=body.platform,
+            os_version=body.os_version,
+            verified=False,
+            is_active=True,
+        )
         session.add(device)
-    device.name = body.name
-    device.platform = body.platform
-    device.os_version = body.os_version
+    else:
+        device.pending_name = body.name
+        device.pending_platform = body.platform
+        device.pending_os_version = body.os_version
     code = await _unique_code(session, secret, device)
     device.code_hash = hash_code(secret, code)
     device.code_expires_at = utcnow() + CODE_LIFETIME
@@ -82,7 +102,11 @@ async def _unique_code(session: AsyncSession, secret: str, device: Device) -> st
 async def approve(session: AsyncSession, code: str, *, secret: str) -> Device:
     """The owner approves the device showing `code`. Wrong codes count toward a limit."""
     await throttle.ensure_allowed(
-        session, APPROVE_THROTTLE_KEY, limit=APPROVE_LIMIT, window=APPROVE_WINDOW, what="codes"
+        session,
+        APPROVE_THROTTLE_KEY,
+        limit=APPROVE_LIMIT,
+        window=APPROVE_WINDOW,
+        what="failed codes",
     )
     device = (
         await session.execute(select(Device).where(Device.code_hash == hash_code(secret, code)))
@@ -102,6 +126,11 @@ async def approve(session: AsyncSession, code: str, *, secret: str) -> Device:
     if device.approved_at is not None:
         raise Conflict("This device is already approved.", code="already_approved")
     device.approved_at = utcnow()
+    if device.pending_name is not None:
+        device.name = device.pending_name
+        device.platform = device.pending_platform or device.platform
+        device.os_version = device.pending_os_version or device.os_version
+    device.pending_name = device.pending_platform = device.pending_os_version = None
     log.info("device_approved", device_id=str(device.id))
     return device
 
@@ -115,8 +144,11 @@ async def verify(
     token_lifetime: timedelta,
     poll_interval: float,
 ) -> tuple[Device, str, datetime]:
-    """The agent's poll: a token once the owner approved, RFC 8628 errors until then."""
-    device = await session.get(Device, device_id)
+    """The agent's poll: a token once the owner approved, RFC 8628 errors until then.
+
+    The device's row is locked for the check, so concurrent wrong codes are counted one at a
+    time and at most `MAX_VERIFY_ATTEMPTS` are compared."""
+    device = await session.get(Device, device_id, with_for_update=True, populate_existing=True)
     if device is None:
         raise NotFound("Unknown device; register it first.", code="unknown_device")
     now = utcnow()
@@ -193,5 +225,6 @@ async def deactivate(session: AsyncSession, device_id: uuid.UUID) -> Device:
     device.code_hash = None
     device.code_expires_at = None
     device.approved_at = None
+    device.pending_name = device.pending_platform = device.pending_os_version = None
     log.info("device_deactivated", device_id=str(device.id))
     return device

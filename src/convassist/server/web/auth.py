@@ -11,7 +11,7 @@ from starlette.responses import RedirectResponse, Response
 from convassist.core.errors import AppError
 from convassist.server.auth import service
 from convassist.server.auth.cookies import clear_session_cookies, set_session_cookies
-from convassist.server.deps import SessionDep, SettingsDep
+from convassist.server.deps import SessionDep, SettingsDep, client_address
 from convassist.server.web.deps import (
     CSRFRefused,
     FormViewer,
@@ -98,6 +98,7 @@ async def login(
         service.login(
             session,
             password,
+            client=client_address(request),
             secret=request.app.state.jwt_secret,
             lifetime=timedelta(hours=settings.owner_session_hours),
         ),
