@@ -174,3 +174,20 @@ async def test_a_child_that_ignores_sigterm_is_killed(tmp_path: Path) -> None:
     assert await asyncio.wait_for(task, 20) == 0
     assert "stubborn did not stop in 0.5 s; killing it." in out.getvalue()
     assert not alive(starts(stubborn)[0])
+
+
+async def test_a_huge_line_does_not_stall_the_output(tmp_path: Path) -> None:
+    done = tmp_path / "done"
+    code = (
+        "import sys\n"
+        "sys.stdout.write('x' * 3_000_000 + '\\n'); sys.stdout.write('after\\n')\n"
+        "sys.stdout.flush()\n"
+        f"open({str(done)!r}, 'w').close()\n"
+        "import time; time.sleep(120)"
+    )
+    sup, out = supervisor([child("chatty", code)])
+    task = asyncio.create_task(sup.run())
+    await wait_for(lambda: done.exists() and "chatty | after" in out.getvalue())
+    sup.stop()
+    assert await task == 0
+    assert "(a line over 1,048,576 bytes left out)" in out.getvalue()

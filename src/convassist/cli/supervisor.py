@@ -20,6 +20,7 @@ from rich.text import Text
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 PREFIX_WIDTH = 7
+LINE_LIMIT = 1024 * 1024
 
 console = Console(stderr=True, highlight=False)
 
@@ -134,6 +135,7 @@ class Supervisor:
             stderr=asyncio.subprocess.STDOUT,
             env=self.env,
             process_group=0,
+            limit=LINE_LIMIT,
         )
         assert process.stdout is not None
         pump = asyncio.create_task(self._pump(part, process.stdout))
@@ -160,7 +162,14 @@ class Supervisor:
 
     async def _pump(self, part: Component, stream: asyncio.StreamReader) -> None:
         prefix = Text(f"{part.name:<{PREFIX_WIDTH}}| ", style=part.style)
-        while line := await stream.readline():
+        while True:
+            try:
+                line = await stream.readline()
+            except ValueError:  # longer than LINE_LIMIT: dropped by the reader, keep pumping
+                self.out.print(prefix + Text(f"(a line over {LINE_LIMIT:,} bytes left out)"))
+                continue
+            if not line:
+                return
             self.out.print(prefix + Text(line.decode(errors="replace").rstrip("\n")))
 
     async def _drain_pumps(self) -> None:
