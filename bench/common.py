@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import secrets
 import socket
 import statistics
 import subprocess
@@ -21,6 +22,9 @@ REPO = Path(__file__).resolve().parents[1]
 PASSWORD = "benchmark password"
 CHITCHAT = REPO.parent / "shared" / "data" / "chitchat" / "dataset.json.gz"
 POSTGRES = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+ML_TOKEN = secrets.token_urlsafe(32)
+"""The ML service token of the services started here; `ML_AUTH` sends it."""
+ML_AUTH = {"Authorization": f"Bearer {ML_TOKEN}"}
 
 
 def load_chitchat() -> dict[str, Any]:
@@ -43,14 +47,15 @@ def percentile(values: list[float], q: int) -> float:
 
 
 def service_env(**overrides: str) -> dict[str, str]:
-    """This environment without Conversation Assistant settings, plus `overrides`."""
+    """This environment without Conversation Assistant settings, plus `ML_TOKEN` and
+    `overrides`."""
     env = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("DB_", "CONVASSIST_", "ML_SERVICE_"))
         and k not in ("DATABASE_URL", "REDIS_URL")
     }
-    env.update(overrides)
+    env.update(ML_SERVICE_TOKEN=ML_TOKEN, **overrides)
     return env
 
 

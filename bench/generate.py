@@ -37,7 +37,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.support.services import clean_env, free_port, wait_healthy  # noqa: E402
+from tests.support.services import ML_AUTH, ML_TOKEN, clean_env, free_port, wait_healthy  # noqa: E402
 
 from convassist.ml.llama_backend import default_threads  # noqa: E402
 from convassist.ml.manifest import DEFAULT_STOP, load_manifest  # noqa: E402
@@ -102,6 +102,7 @@ def main() -> None:
         ML_SERVICE_MODELS_DIR=str(tmp / "models"),
         CONVASSIST_LOG_LEVEL="WARNING",
         CONVASSIST_LOG_FORMAT="json",
+        ML_SERVICE_TOKEN=ML_TOKEN,
     )
     with (tmp / "ml.log").open("w") as log:
         server = subprocess.Popen(
@@ -179,7 +180,7 @@ def run(llm: object, base: str, args: argparse.Namespace, stop: list[str], threa
         elapsed = time.perf_counter() - started
         return elapsed, out["usage"]["completion_tokens"], out["choices"][0]["text"]
 
-    with httpx.Client(base_url=base, timeout=120) as client:
+    with httpx.Client(base_url=base, timeout=120, headers=ML_AUTH) as client:
 
         def service(seed: int) -> tuple[float, int, str, bool]:
             payload = {

@@ -32,7 +32,14 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import approved_device, create_database, ml_and_server, owner_headers, percentile
+from common import (
+    ML_AUTH,
+    approved_device,
+    create_database,
+    ml_and_server,
+    owner_headers,
+    percentile,
+)
 from convassist.core.prompt import REPLY_STOP
 
 GOAL_MS = 15.0
@@ -89,7 +96,7 @@ async def measure(
     direct: list[float] = []
     through_server: list[float] = []
     async with (
-        httpx.AsyncClient(base_url=ml, timeout=120) as ml_client,
+        httpx.AsyncClient(base_url=ml, timeout=120, headers=ML_AUTH) as ml_client,
         httpx.AsyncClient(base_url=server, timeout=120, headers=owner_auth) as api,
     ):
         for round_ in range(-2, args.requests):  # two warm-up rounds

@@ -49,6 +49,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.common import (  # noqa: E402
     CHITCHAT,
+    ML_AUTH,
     approved_device,
     load_chitchat,
     ml_and_server,
@@ -218,7 +219,7 @@ async def evaluate(
     result: dict[str, Any] = {"sender": me, "conversations": len(chosen)}
     async with (
         httpx.AsyncClient(base_url=server, timeout=600) as client,
-        httpx.AsyncClient(base_url=ml_url, timeout=600) as ml,
+        httpx.AsyncClient(base_url=ml_url, timeout=600, headers=ML_AUTH) as ml,
     ):
         owner = await owner_headers(client)
         device = await approved_device(client, owner)

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from convassist.core.settings import ML_TOKEN_FILE
 from tests.support.services import clean_env, free_port
 
 pytestmark = pytest.mark.slow
@@ -55,7 +56,10 @@ def test_up_runs_server_and_ml_service_and_stops_cleanly(tmp_path: Path) -> None
         _wait(f"http://127.0.0.1:{ml_port}/health", process)
         health = httpx.get(f"http://127.0.0.1:{server_port}/api/health").json()
         assert health["database"] == "sqlite"
-        ml = httpx.get(f"http://127.0.0.1:{ml_port}/health").json()
+        # One machine: both found the token generated into the shared data dir.
+        token = (tmp_path / "data" / ML_TOKEN_FILE).read_text()
+        auth = {"Authorization": f"Bearer {token}"}
+        ml = httpx.get(f"http://127.0.0.1:{ml_port}/health", headers=auth).json()
         assert ml["model_loaded"] is True
         assert ml["redis"] == "disabled"
     finally:

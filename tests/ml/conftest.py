@@ -62,15 +62,20 @@ AppFactory = Callable[..., contextlib.AbstractAsyncContextManager[httpx.AsyncCli
 
 @pytest.fixture
 def make_client(tmp_path: Path, manager: LLMManager) -> AppFactory:
-    """`async with make_client(**settings) as client`: an app on the shared model, lifespan run."""
+    """`async with make_client(**settings) as client`: an app on the shared model, lifespan run,
+    the client sending the app's token."""
 
     @contextlib.asynccontextmanager
     async def factory(**overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
-        app = create_app(ml_settings(tmp_path, **overrides), llm=manager)
+        settings = ml_settings(tmp_path, **overrides)
+        app = create_app(settings, llm=manager)
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(
-                transport=transport, base_url="http://ml", timeout=120
+                transport=transport,
+                base_url="http://ml",
+                timeout=120,
+                headers={"Authorization": f"Bearer {settings.ml_token()}"},
             ) as client:
                 yield client
 

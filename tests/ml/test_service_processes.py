@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.ml.conftest import PROMPT, clean_redis
-from tests.support.services import clean_env, ml_service
+from tests.support.services import ML_AUTH, clean_env, ml_service
 
 HEARTBEAT = 2
 WORKER_CONTEXT = 512
@@ -27,11 +27,16 @@ def body(**overrides: Any) -> dict[str, Any]:
     return values
 
 
+def ml_request(method: str, url: str, **kwargs: Any) -> httpx.Response:
+    """A request to a test ML service, with its token."""
+    return httpx.request(method, url, headers=ML_AUTH, **kwargs)
+
+
 def wait_for_job(base: str, job_id: str, until: tuple[str, ...], timeout: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     data: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        resp = httpx.get(f"{base}/jobs/{job_id}", timeout=5)
+        resp = ml_request("GET", f"{base}/jobs/{job_id}", timeout=5)
         assert resp.status_code == 200, resp.text
         data = resp.json()
         if data["status"] in until:
@@ -41,13 +46,13 @@ def wait_for_job(base: str, job_id: str, until: tuple[str, ...], timeout: float)
 
 
 def test_ml_serves_real_generations_over_http(ml_service_url: str) -> None:
-    resp = httpx.post(f"{ml_service_url}/generate", json=body(), timeout=60)
+    resp = ml_request("POST", f"{ml_service_url}/generate", json=body(), timeout=60)
     assert resp.status_code == 200, resp.text
     data = resp.json()
     assert data["response"].strip() and data["model_version"].startswith("smollm2-135m-instruct@")
-    again = httpx.post(f"{ml_service_url}/generate", json=body(), timeout=60).json()
+    again = ml_request("POST", f"{ml_service_url}/generate", json=body(), timeout=60).json()
     assert again["cached"] is True and again["response"] == data["response"]
-    health = httpx.get(f"{ml_service_url}/health", timeout=5).json()
+    health = ml_request("GET", f"{ml_service_url}/health", timeout=5).json()
     assert health["status"] == "ok" and health["redis"] == "disabled"
 
 
@@ -117,22 +122,23 @@ def test_saq_job_lifecycle_and_a_failing_job(
     saq_service: dict[str, str], start_worker: Any
 ) -> None:
     base = saq_service["base"]
-    job_id = httpx.post(f"{base}/generate/async", json=body(), timeout=10).json()["jobId"]
-    failing = httpx.post(
+    job_id = ml_request("POST", f"{base}/generate/async", json=body(), timeout=10).json()["jobId"]
+    failing = ml_request(
+        "POST",
         f"{base}/generate/async",
         json=body(prompt="Them: hello there\n" * 150 + "Me:"),
         timeout=10,
     ).json()["jobId"]
     # No worker yet: both wait in Redis.
-    assert httpx.get(f"{base}/jobs/{job_id}", timeout=5).json()["status"] == "queued"
-    health = httpx.get(f"{base}/health", timeout=5).json()
+    assert ml_request("GET", f"{base}/jobs/{job_id}", timeout=5).json()["status"] == "queued"
+    health = ml_request("GET", f"{base}/health", timeout=5).json()
     assert health["jobs"] == "saq" and health["redis"] == "ok" and health["queue_depth"] == 2
 
     worker = start_worker()
     done = wait_for_job(base, job_id, ("completed", "failed"), timeout=90)
     assert done["status"] == "completed", done
     assert done["result"]["response"].strip() and done["error"] is None
-    direct = httpx.post(f"{base}/generate", json=body(), timeout=60).json()
+    direct = ml_request("POST", f"{base}/generate", json=body(), timeout=60).json()
     assert direct["cached"] is True  # the worker filled the shared Redis cache
     assert direct["response"] == done["result"]["response"]
 
@@ -140,7 +146,7 @@ def test_saq_job_lifecycle_and_a_failing_job(
     assert failed["status"] == "failed" and failed["result"] is None
     assert f"exceeds the model's context of {WORKER_CONTEXT} tokens" in failed["error"]
     assert "hello there" not in worker.log_path.read_text()
-    assert httpx.get(f"{base}/health", timeout=5).json()["queue_depth"] == 0
+    assert ml_request("GET", f"{base}/health", timeout=5).json()["queue_depth"] == 0
 
 
 def test_a_job_whose_worker_dies_is_reported_failed(
@@ -148,7 +154,8 @@ def test_a_job_whose_worker_dies_is_reported_failed(
 ) -> None:
     base = saq_service["base"]
     worker = start_worker()
-    job_id = httpx.post(
+    job_id = ml_request(
+        "POST",
         f"{base}/generate/async",
         json=body(maxTokens=WORKER_CONTEXT - 40, stop=[], temperature=1.0),
         timeout=10,
@@ -163,8 +170,9 @@ def test_a_job_whose_worker_dies_is_reported_failed(
     assert time.monotonic() - killed_at < HEARTBEAT + 10
     # A new worker still serves the queue.
     start_worker()
-    fresh = httpx.post(f"{base}/generate/async", json=body(seed=99), timeout=10).json()["jobId"]
-    assert wait_for_job(base, fresh, ("completed", "failed"), timeout=90)["status"] == "completed"
+    fresh = ml_request("POST", f"{base}/generate/async", json=body(seed=99), timeout=10).json()
+    done = wait_for_job(base, fresh["jobId"], ("completed", "failed"), timeout=90)
+    assert done["status"] == "completed"
 
 
 def _convassist(args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
@@ -194,6 +202,24 @@ def test_start_up_failures_are_one_clear_line(
     assert result.returncode == 1
     assert message in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.7", "ml.example.org"])
+def test_listening_beyond_this_machine_needs_a_configured_token(tmp_path: Path, host: str) -> None:
+    data = str(tmp_path / "data")
+    result = _convassist(["ml", "--host", host, "--port", "1"], CONVASSIST_DATA_DIR=data)
+    assert result.returncode == 1
+    [line] = result.stderr.strip().splitlines()
+    assert "without ML_SERVICE_TOKEN" in line and host in line
+    assert "Traceback" not in result.stderr + result.stdout
+    # With a token it gets past that check (and stops at the next: a missing model file).
+    configured = _convassist(
+        ["ml", "--host", host, "--port", "1"],
+        CONVASSIST_DATA_DIR=data,
+        ML_SERVICE_TOKEN="a" * 32,
+        ML_SERVICE_MODEL_PATH="/nonexistent/model.gguf",
+    )
+    assert "ML_SERVICE_TOKEN" not in configured.stderr
 
 
 def test_a_corrupt_model_file_fails_start_up_cleanly(tmp_path: Path) -> None:

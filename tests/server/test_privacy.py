@@ -11,6 +11,7 @@ import pytest
 
 from convassist.core.logging import configure_logging
 from convassist.server.ml_client import MLClient
+from tests.support.services import ML_TOKEN
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
 
@@ -31,7 +32,7 @@ async def test_a_whole_session_logs_no_content(
     ml_service_dir: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    app.state.ml_client = MLClient(ml_service_url, timeout=60)  # type: ignore[attr-defined]
+    app.state.ml_client = MLClient(ml_service_url, timeout=60, token=ML_TOKEN)  # type: ignore[attr-defined]
     root = logging.getLogger()
     previous = (root.handlers[:], root.level)
     configure_logging("DEBUG", "json", component="server")

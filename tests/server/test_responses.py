@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from convassist.server.ml_client import MLClient
 from convassist.server.models import GeneratedResponse, Message, TrainingSample
+from tests.support.services import ML_TOKEN
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
 
@@ -37,7 +38,7 @@ def database_url(request: pytest.FixtureRequest) -> str:
 async def ml_app(app: object, ml_service_url: str) -> object:
     """The server app pointed at the real ML service."""
     await app.state.ml_client.aclose()  # type: ignore[attr-defined]
-    app.state.ml_client = MLClient(ml_service_url, timeout=60)  # type: ignore[attr-defined]
+    app.state.ml_client = MLClient(ml_service_url, timeout=60, token=ML_TOKEN)  # type: ignore[attr-defined]
     return app
 
 
@@ -253,7 +254,7 @@ async def test_ml_service_down_then_back(
     await _sync_conversation(device_client)
     ids = await _message_ids(ml_app)
     dead_url = f"http://127.0.0.1:{free_port()}"
-    ml_app.state.ml_client = MLClient(dead_url, timeout=5)  # type: ignore[attr-defined]
+    ml_app.state.ml_client = MLClient(dead_url, timeout=5, token=ML_TOKEN)  # type: ignore[attr-defined]
     down = await _generate(owner_client, ids["guid-2"])
     assert down.status_code == 503
     assert down.json() == {
@@ -270,7 +271,7 @@ async def test_ml_service_down_then_back(
     )
     assert not_ready.status_code == 409
 
-    ml_app.state.ml_client = MLClient(ml_service_url, timeout=60)  # type: ignore[attr-defined]
+    ml_app.state.ml_client = MLClient(ml_service_url, timeout=60, token=ML_TOKEN)  # type: ignore[attr-defined]
     retry = await _generate(owner_client, ids["guid-2"])
     assert retry.status_code == 200
     assert retry.json()["status"] == "completed"
@@ -284,7 +285,7 @@ async def test_ml_service_too_slow_is_a_504(
 ) -> None:
     await _sync_conversation(device_client)
     ids = await _message_ids(ml_app)
-    ml_app.state.ml_client = MLClient(ml_service_url, timeout=0.01)  # type: ignore[attr-defined]
+    ml_app.state.ml_client = MLClient(ml_service_url, timeout=0.01, token=ML_TOKEN)  # type: ignore[attr-defined]
     slow = await _generate(owner_client, ids["guid-2"], maxTokens=256, temperature=1.0)
     assert slow.status_code == 504
     assert slow.json()["error"] == "ml_service_timeout"

@@ -16,7 +16,7 @@ from convassist.server.ml_client import MLClient
 from convassist.server.models import TrainingJob
 from convassist.server.training.history import history_samples
 from convassist.server.training.jobs import snapshot_path
-from tests.support.services import free_port, ml_service
+from tests.support.services import ML_TOKEN, free_port, ml_service
 
 pytestmark = pytest.mark.asyncio
 
@@ -74,7 +74,7 @@ async def test_history_samples_are_the_owners_replies_to_incoming_messages(
 async def test_no_samples_is_a_clear_422_and_creates_no_job(
     app: object, owner_client: httpx.AsyncClient, ml_service_url: str
 ) -> None:
-    app.state.ml_client = MLClient(ml_service_url, timeout=30)  # type: ignore[attr-defined]
+    app.state.ml_client = MLClient(ml_service_url, timeout=30, token=ML_TOKEN)  # type: ignore[attr-defined]
     resp = await owner_client.post("/api/training/jobs", json={"epochs": 1})
     assert resp.status_code == 422
     assert resp.json()["error"] == "no_samples"
@@ -96,7 +96,7 @@ async def test_ml_service_down_fails_the_job_with_the_reason(
         json={"inputContext": "Them: hi\nMe:", "expectedOutput": "hey you"},
     )
     dead = f"http://127.0.0.1:{free_port()}"
-    app.state.ml_client = MLClient(dead, timeout=5)  # type: ignore[attr-defined]
+    app.state.ml_client = MLClient(dead, timeout=5, token=ML_TOKEN)  # type: ignore[attr-defined]
     resp = await owner_client.post(
         "/api/training/jobs", json={"epochs": 1, "baseModel": "smollm2-135m-instruct"}
     )
@@ -132,7 +132,7 @@ async def test_a_job_the_ml_service_lost_becomes_failed(
         session.add(job)
         await session.commit()
         job_id = job.id
-    app.state.ml_client = MLClient(ml_service_url, timeout=30)  # type: ignore[attr-defined]
+    app.state.ml_client = MLClient(ml_service_url, timeout=30, token=ML_TOKEN)  # type: ignore[attr-defined]
     state = (await owner_client.get(f"/api/training/jobs/{job_id}")).json()
     assert state["status"] == "failed"
     assert "no longer knows this job" in state["error"]
@@ -166,7 +166,7 @@ async def test_a_job_from_the_api_changes_what_the_served_model_suggests(
 
     Its own ML service: the adapter it stores must not show up in other tests."""
     with ml_service(tmp_path) as ml_url:
-        app.state.ml_client = MLClient(ml_url, timeout=60)  # type: ignore[attr-defined]
+        app.state.ml_client = MLClient(ml_url, timeout=60, token=ML_TOKEN)  # type: ignore[attr-defined]
         await _train_and_compare(owner_client, device_client)
 
 

@@ -13,6 +13,10 @@ from pathlib import Path
 
 import httpx
 
+ML_TOKEN = "test-ml-service-token-0123456789"
+"""The token of the ML services these helpers start (`ML_SERVICE_TOKEN`)."""
+ML_AUTH = {"Authorization": f"Bearer {ML_TOKEN}"}
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -77,14 +81,15 @@ def running(
 
 @contextmanager
 def ml_service(tmp_dir: Path, **env: str) -> Iterator[str]:
-    """The real ML service with the default model; yields its base URL."""
+    """The real ML service with the default model and `ML_TOKEN`; yields its base URL."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     environment = clean_env(
         CONVASSIST_DATA_DIR=str(tmp_dir / "ml-data"),
         CONVASSIST_LOG_FORMAT="json",
         ML_SERVICE_MODELS_DIR=str(tmp_dir / "models"),
-        **env,
+        ML_SERVICE_TOKEN=ML_TOKEN,
     )
+    environment.update(env)
     with running(["ml", "--port", str(port)], f"{base}/health", environment, tmp_dir / "ml.log"):
         yield base

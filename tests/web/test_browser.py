@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from tests.conftest import OWNER_PASSWORD
-from tests.support.services import clean_env, free_port, ml_service, running
+from tests.support.services import ML_TOKEN, clean_env, free_port, ml_service, running
 
 CHROMIUM = Path("/usr/bin/chromium")
 LAUNCH_ARGS = [
@@ -90,6 +90,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             CONVASSIST_LOG_FORMAT="json",
             CONVASSIST_DEVICE_POLL_INTERVAL="0",
             ML_SERVICE_URL=ml_url,
+            ML_SERVICE_TOKEN=ML_TOKEN,
         )
         subprocess.run(
             [sys.executable, "-m", "convassist", "admin", "set-password", "--password-stdin"],

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from convassist.server.ml_client import MLClient
-from tests.support.services import free_port
+from tests.support.services import ML_TOKEN, free_port
 from tests.web.conftest import Browser, text_of
 
 pytestmark = pytest.mark.asyncio
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.asyncio
 
 async def test_ml_service_down_is_explained_not_dumped(app: Any, web: Browser) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
-    app.state.ml_client = MLClient(dead, timeout=5)
+    app.state.ml_client = MLClient(dead, timeout=5, token=ML_TOKEN)
     page = await web.get("/status")
     assert page.status_code == 200
     text = text_of(page.text)
@@ -34,7 +34,7 @@ async def test_ml_service_down_is_explained_not_dumped(app: Any, web: Browser) -
 async def test_running_ml_service_shows_model_cache_and_queue(
     app: Any, web: Browser, ml_service_url: str
 ) -> None:
-    app.state.ml_client = MLClient(ml_service_url, timeout=30)
+    app.state.ml_client = MLClient(ml_service_url, timeout=30, token=ML_TOKEN)
     text = text_of((await web.get("/status")).text)
     assert "ML service Running" in text
     assert f"Address {ml_service_url}" in text

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from convassist.server.ml_client import MLClient
-from tests.support.services import free_port
+from tests.support.services import ML_TOKEN, free_port
 from tests.web.conftest import Browser, message, sync, text_of
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
@@ -32,7 +32,7 @@ def database_url(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 async def ml_app(app: Any, ml_service_url: str) -> Any:
     await app.state.ml_client.aclose()
-    app.state.ml_client = MLClient(ml_service_url, timeout=60)
+    app.state.ml_client = MLClient(ml_service_url, timeout=60, token=ML_TOKEN)
     return app
 
 
@@ -148,7 +148,7 @@ async def test_ml_service_down_is_explained_on_the_card(
     app: Any, web: Browser, device_client: httpx.AsyncClient
 ) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
-    app.state.ml_client = MLClient(dead, timeout=5)
+    app.state.ml_client = MLClient(dead, timeout=5, token=ML_TOKEN)
     conversation = await sync(
         device_client, "iMessage;-;sam", LINES, participants=[SAM], name="Sam"
     )

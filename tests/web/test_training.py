@@ -12,7 +12,7 @@ import pytest
 
 from convassist.server.ml_client import MLClient
 from convassist.server.models import TrainingJob, TrainingStatus, utcnow
-from tests.support.services import free_port
+from tests.support.services import ML_TOKEN, free_port
 from tests.web.conftest import Browser, text_of
 
 pytestmark = pytest.mark.asyncio
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.asyncio
 def dead_ml(app: Any) -> str:
     """Point the server at a port where nothing listens."""
     url = f"http://127.0.0.1:{free_port()}"
-    app.state.ml_client = MLClient(url, timeout=5)
+    app.state.ml_client = MLClient(url, timeout=5, token=ML_TOKEN)
     return url
 
 
@@ -221,7 +221,7 @@ async def test_adapters_panel_explains_an_unreachable_ml_service(
 async def test_no_samples_is_explained_in_the_owners_words(
     app: Any, web: Browser, ml_service_url: str
 ) -> None:
-    app.state.ml_client = MLClient(ml_service_url, timeout=30)
+    app.state.ml_client = MLClient(ml_service_url, timeout=30, token=ML_TOKEN)
     resp = await web.htmx("/training/jobs", {"epochs": "1", "learning_rate": "0.0002"})
     assert resp.status_code == 422
     assert "There is nothing to learn from yet." in resp.text

@@ -7,6 +7,7 @@ import asyncio
 import typer
 
 from convassist.cli.common import console, ensure_port_free, fail, setup_logging
+from convassist.ml.auth import is_loopback
 from convassist.ml.errors import ModelError
 from convassist.ml.llm import LLMManager, load_backend
 from convassist.ml.settings import MLSettings
@@ -34,6 +35,12 @@ def serve(
     if port is not None:
         settings.port = port
     setup_logging(settings, "ml")
+    settings.ensure_data_dir()
+    if not settings.ml_service_token and not is_loopback(settings.host):
+        fail(
+            f"The ML service would listen on {settings.host}, beyond this machine, without "
+            "ML_SERVICE_TOKEN: set it (the same on the server) so only your server can use it."
+        )
     ensure_port_free(
         "The ML service",
         settings.host,
@@ -64,6 +71,7 @@ def worker() -> None:
 
     settings = MLSettings()
     setup_logging(settings, "worker")
+    settings.ensure_data_dir()
     if not settings.use_redis:
         fail(
             "The worker takes jobs from Redis: set REDIS_URL (and keep "

@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from convassist.core.errors import AppError
@@ -220,7 +221,11 @@ def add_common_middleware(
     max_body_bytes: int,
     quiet_paths: set[str],
     body_limits: Mapping[str, int] | None = None,
+    auth: Middleware | None = None,
 ) -> None:
-    """Request ids and access logs (outermost), then the body limit (`body_limits`: per path)."""
+    """Request ids and access logs (outermost), then `auth` (it may refuse a request before
+    anything reads its body), then the body limit (`body_limits`: per path)."""
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=max_body_bytes, path_limits=body_limits)
+    if auth is not None:
+        app.add_middleware(auth.cls, *auth.args, **auth.kwargs)
     app.add_middleware(RequestContextMiddleware, quiet_paths=frozenset(quiet_paths))

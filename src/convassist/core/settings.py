@@ -17,9 +17,13 @@ from platformdirs import user_cache_dir, user_data_dir
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from convassist.core.private import private_dir
+
 APP_NAME = "convassist"
 
 LogFormat = Literal["auto", "console", "json"]
+
+ML_TOKEN_FILE = "ml_service_token"  # noqa: S105 (a file name, not a secret)
 
 
 def default_data_dir() -> Path:
@@ -59,10 +63,23 @@ class CommonSettings(BaseSettings):
         validation_alias="REDIS_URL",
         description="Redis for the response cache and job queues; unset = in-process.",
     )
+    ml_service_token: str | None = Field(
+        None,
+        validation_alias="ML_SERVICE_TOKEN",
+        min_length=16,
+        description="Shared secret the server sends the ML service as a bearer token; "
+        "generated and kept in the data dir when unset (server and ML service on one machine).",
+    )
 
     def ensure_data_dir(self) -> Path:
-        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        return self.data_dir
+        """The data dir, created 0700 (or tightened to 0700: it is the owner's only)."""
+        return private_dir(self.data_dir)
+
+    def ml_token(self) -> str:
+        """The ML service's bearer token: configured, or generated once into the data dir."""
+        return self.ml_service_token or read_or_create_secret(
+            self.ensure_data_dir() / ML_TOKEN_FILE
+        )
 
 
 class ServerSettings(CommonSettings):
@@ -153,9 +170,7 @@ class ServerSettings(CommonSettings):
 
     def jwt_secret(self) -> str:
         """The signing key: configured, or generated once and kept in the data directory."""
-        if self.secret_key:
-            return self.secret_key
-        return read_or_create_secret(self.ensure_data_dir() / "secret_key")
+        return self.secret_key or read_or_create_secret(self.ensure_data_dir() / "secret_key")
 
 
 def normalize_database_url(url: str) -> str:
@@ -180,8 +195,9 @@ def read_or_create_secret(path: Path) -> str:
         return path.read_text().strip()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-    tmp.write_text(secrets.token_urlsafe(48))
-    tmp.chmod(0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # never readable by others
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_urlsafe(48))
     try:
         os.link(tmp, path)
     except FileExistsError:

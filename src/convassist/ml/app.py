@@ -7,12 +7,14 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.middleware import Middleware
 
 from convassist import __version__
 from convassist.core.http import (
     add_common_middleware,
     install_error_handlers,
 )
+from convassist.ml.auth import BearerTokenMiddleware, document_bearer
 from convassist.ml.cache import make_cache
 from convassist.ml.jobs import make_jobs
 from convassist.ml.llm import LLMManager, load_backend
@@ -74,10 +76,16 @@ def create_app(settings: MLSettings | None = None, llm: LLMManager | None = None
         max_body_bytes=settings.max_body_bytes,
         quiet_paths={"/health", "/metrics"},
         body_limits={TRAINING_JOBS_PATH: settings.training_max_body_bytes},
+        auth=Middleware(
+            BearerTokenMiddleware, token=settings.ml_token(), public_paths=PUBLIC_PATHS
+        ),
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.include_router(router)
+    document_bearer(app, PUBLIC_PATHS)
     return app
 
 
 TRAINING_JOBS_PATH = "/training/jobs"
+# Answered without the token: liveness (details only with it) and the API description.
+PUBLIC_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect"})

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from convassist.core.errors import NotFound
+from convassist.ml.auth import is_authenticated
 from convassist.ml.cache import ResponseCache
 from convassist.ml.jobs import JobQueue
 from convassist.ml.llm import LLMManager
@@ -22,8 +23,10 @@ from convassist.ml.schemas import (
     GenerateRequest,
     GenerateResponse,
     HealthResponse,
+    HealthStatus,
     JobCreated,
     JobStatus,
+    Liveness,
     LlamaHealth,
     ModelInfo,
     ModelsResponse,
@@ -78,11 +81,15 @@ async def job_status(job_id: str, ml: State) -> JobStatus:
     return status
 
 
-@router.get("/health", response_model=HealthResponse)
-async def health(ml: State) -> HealthResponse:
+@router.get("/health", response_model=HealthResponse | Liveness)
+async def health(request: Request, ml: State) -> HealthResponse | Liveness:
+    """Liveness for anyone; the details (model, backend, Redis, queue) only with the token."""
     redis = await ml.cache.redis_state()
+    status: HealthStatus = "degraded" if redis == "down" else "ok"
+    if not is_authenticated(request):
+        return Liveness(status=status)
     return HealthResponse(
-        status="degraded" if redis == "down" else "ok",
+        status=status,
         model_loaded=True,
         model_version=ml.manager.model_version,
         backend=ml.manager.backend.name,

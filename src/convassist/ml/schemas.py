@@ -144,6 +144,15 @@ class ModelsResponse(APIModel):
     models: list[ModelInfo]
 
 
+HealthStatus = Literal["ok", "degraded"]
+
+
+class Liveness(BaseModel):
+    """`GET /health` without the token: up or not, nothing more."""
+
+    status: HealthStatus
+
+
 class LlamaHealth(BaseModel):
     """The llama.cpp configuration served with (`ml/native.py`) and its start-up probe."""
 
@@ -166,7 +175,7 @@ class LlamaHealth(BaseModel):
 class HealthResponse(BaseModel):
     """snake_case keys, like the seed's `model_version`."""
 
-    status: Literal["ok", "degraded"]
+    status: HealthStatus
     model_loaded: bool
     model_version: str
     backend: str

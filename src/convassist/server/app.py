@@ -25,7 +25,9 @@ from convassist.server.web import install as install_web
 def create_app(settings: ServerSettings | None = None) -> FastAPI:
     settings = settings or ServerSettings()
     engine = create_engine(settings.resolved_database_url)
-    ml_client = MLClient(settings.ml_service_url, settings.ml_service_timeout)
+    ml_client = MLClient(
+        settings.ml_service_url, settings.ml_service_timeout, token=settings.ml_token()
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -54,11 +54,14 @@ class MLServiceError(ServiceUnavailable):
 
 
 class MLClient:
-    def __init__(self, base_url: str, timeout: float) -> None:
+    """Calls the ML service with its bearer token (`CommonSettings.ml_token()`)."""
+
+    def __init__(self, base_url: str, timeout: float, *, token: str) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
+            headers={"Authorization": f"Bearer {token}"},
             timeout=httpx.Timeout(timeout, connect=min(5.0, timeout)),
             limits=httpx.Limits(max_keepalive_connections=20),
         )
@@ -122,6 +125,13 @@ class MLClient:
                 f"The ML service is not reachable at {self.base_url}.",
                 code="ml_service_unavailable",
             ) from None
+        if response.status_code == 401:
+            log.warning("ml_service_unauthorized", path=path)
+            raise ServiceUnavailable(
+                f"The ML service at {self.base_url} refused the server's token: give both the "
+                "same ML_SERVICE_TOKEN (or the same data dir on one machine).",
+                code="ml_service_unauthorized",
+            )
         if response.status_code >= 400:
             detail = _detail(response)
             log.warning("ml_service_error", path=path, status=response.status_code)
