@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from convassist import SERVER_ID, __version__
 from convassist.agent.client import TokenGrant
 from convassist.agent.daemon import ChangeWatcher, Daemon
 from convassist.agent.errors import AgentError, ChatDBPermissionDenied
@@ -32,7 +33,7 @@ from convassist.agent.sync import SyncReport
 from convassist.cli import agent as agent_cli
 from convassist.cli.main import app
 from tests.agent.chatdb_factory import GeneratedChatDB
-from tests.agent.faults import web_page
+from tests.agent.faults import FaultProxy, Reply, Seen, web_page
 from tests.agent.test_launchd import FakeLaunchctl
 from tests.support.services import free_port
 
@@ -218,6 +219,38 @@ def test_register_with_a_server_that_is_down_fails_fast(
     assert "convassist up" in output  # what to check
     assert "Nothing was lost" not in output and "next sync" not in output
     assert "agent.retry" not in output and "Traceback" not in output
+
+
+def _server_answering(health: Reply) -> FaultProxy:
+    """A server whose health answer is `health` and whose every other route answers 503."""
+
+    def hook(_: int, seen: Seen) -> Reply:
+        return health if seen.path == "/api/health" else Reply(503)
+
+    return FaultProxy(hook=hook)
+
+
+def test_register_retries_quietly_and_says_nothing_about_syncs(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CONVASSIST_AGENT_RETRIES", "2")
+    monkeypatch.setenv("CONVASSIST_AGENT_RETRY_BACKOFF", "0.01")
+    health = {"service": SERVER_ID, "status": "ok", "version": __version__}
+    with _server_answering(Reply(200, health)).running() as proxy:
+        code, output = invoke("register", "--server", proxy.url)
+    assert code == 69, output
+    assert f"Gave up after 3 attempts: {proxy.url} answered 503." in output
+    assert "agent.retry" not in output and "next sync" not in output
+
+
+def test_register_with_a_server_that_is_not_ready_fails_fast(env: dict[str, str]) -> None:
+    health = {"service": SERVER_ID, "status": "degraded", "checks": {"database": "down"}}
+    with _server_answering(Reply(503, health)).running() as proxy:
+        code, output = invoke("register", "--server", proxy.url)
+        assert [seen.path for seen in proxy.seen] == ["/api/health"]
+    assert code == 69, output
+    assert f"{proxy.url} is a Conversation Assistant server, but it is not ready" in output
+    assert "database" in output
 
 
 def test_register_with_a_web_page_names_it(env: dict[str, str], tmp_path: Path) -> None:

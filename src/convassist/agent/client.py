@@ -333,7 +333,9 @@ class AgentClient:
                     + (resumes if path.startswith("/sync/") else "")
                 )
             delay = self._delay(attempt, wait_hint)
-            log.warning("agent.retry", method=method, path=path, attempt=attempt + 1, wait_s=delay)
+            # Info: expected on a flaky network (the background agent's log shows them); an
+            # interactive command shows only the final answer.
+            log.info("agent.retry", method=method, path=path, attempt=attempt + 1, wait_s=delay)
             attempt += 1
             await self._sleep(delay)
 

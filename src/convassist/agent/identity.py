@@ -3,7 +3,8 @@
 `identify_server` is what `agent register` asks before anything else (and what `convassist
 doctor` reuses): a closed port fails at once with what to check, and anything that answers
 but is not the API server (the ML service, a router's admin page, another app) is named
-instead of being shown as raw HTML or a confusing refusal later.
+instead of being shown as raw HTML or a confusing refusal later. `ensure_ready` then refuses
+a server that reports itself degraded (its database down).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from convassist import SERVER_ID, __version__
 from convassist.agent.answers import is_ml_service, looks_like, not_a_server
 from convassist.agent.client import ServerError, ServerUnavailable, normalize_server_url
 
-__all__ = ["NotAServer", "ServerIdentity", "identify_server"]
+__all__ = ["NotAServer", "ServerIdentity", "ensure_ready", "identify_server"]
 
 IDENTIFY_TIMEOUT = 10.0
 
@@ -31,7 +32,18 @@ class NotAServer(ServerError):
 class ServerIdentity:
     url: str  # normalized
     version: str
-    status: str  # "ok", or what the server says is wrong
+    status: str  # "ok", else "degraded"
+    down: tuple[str, ...] = ()  # what the server reports down (its `checks`), e.g. "database"
+
+
+def ensure_ready(server: ServerIdentity) -> None:
+    """`ServerUnavailable` unless the server says it is ok (a down database answers 503)."""
+    if server.status != "ok":
+        what = f"{', '.join(server.down)} down" if server.down else server.status
+        raise ServerUnavailable(
+            f"{server.url} is a Conversation Assistant server, but it is not ready ({what}). "
+            "Check its logs, then try again."
+        )
 
 
 def _causes(exc: BaseException) -> list[BaseException]:
@@ -88,7 +100,13 @@ async def identify_server(
             except ValueError:
                 body = None
             if isinstance(body, dict) and body.get("service") == SERVER_ID:
-                return ServerIdentity(base, str(body.get("version")), str(body.get("status")))
+                checks = body.get("checks")
+                down = (
+                    [k for k, v in checks.items() if v != "up"] if isinstance(checks, dict) else []
+                )
+                return ServerIdentity(
+                    base, str(body.get("version")), str(body.get("status")), tuple(down)
+                )
             if response.status_code >= 400:  # the ML service names itself on its own health
                 health = await http.get(f"{base}/health")
                 response = health if is_ml_service(health) else response

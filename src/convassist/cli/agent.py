@@ -32,7 +32,7 @@ from convassist.agent.credentials import open_store
 from convassist.agent.daemon import ChangeWatcher, Daemon, install_stop_signals
 from convassist.agent.errors import AgentError, ChatDBPermissionDenied
 from convassist.agent.fda import agent_programs, full_disk_access_message
-from convassist.agent.identity import IDENTIFY_TIMEOUT, identify_server
+from convassist.agent.identity import IDENTIFY_TIMEOUT, ensure_ready, identify_server
 from convassist.agent.registration import device_description, register_device, save_grant
 from convassist.agent.runner import client_for, load_session, open_chat_db, sync_once
 from convassist.agent.settings import AgentSettings
@@ -147,7 +147,8 @@ def register(
     device_name = name or device_description()[0]
 
     async def flow() -> str:
-        await identify_server(url, http_timeout=min(settings.http_timeout, IDENTIFY_TIMEOUT))
+        timeout = min(settings.http_timeout, IDENTIFY_TIMEOUT)
+        ensure_ready(await identify_server(url, http_timeout=timeout))
         async with client_for(settings, url) as client:
             grant = await register_device(client, device_name, lambda r: _show_code(url, r))
         return save_grant(settings, url, device_name, grant).describe()
