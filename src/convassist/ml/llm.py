@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from convassist.ml.errors import PromptTooLong
-from convassist.ml.settings import MLSettings
 from convassist.ml.native import NativeStatus
+from convassist.ml.settings import MLSettings
 
 SEED_SPACE = 2**31
 SIMILARITY_THRESHOLD = 0.9
