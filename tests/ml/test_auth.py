@@ -95,7 +95,10 @@ async def test_the_right_token_works_and_health_details_need_it(
     generated = await anyone.post("/generate", json=BODIES["/generate"], headers=GOOD)
     assert generated.status_code == 200, generated.text
     assert generated_tokens(app) > 0
-    assert (await anyone.get("/health")).json() == {"status": "ok"}
+    assert (await anyone.get("/health")).json() == {
+        "status": "ok",
+        "service": "conversation-assistant-ml",
+    }
     detailed = (await anyone.get("/health", headers=GOOD)).json()
     assert detailed["model_version"].startswith("smollm2-135m-instruct@")
     lowercase = await anyone.get("/models", headers={"Authorization": f"bearer {TOKEN}"})

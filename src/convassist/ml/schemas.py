@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+from convassist import ML_SERVICE_ID
 from convassist.core.schemas import APIModel, RequestModel
 from convassist.core.training import (
     DEFAULT_EPOCHS,
@@ -148,9 +149,10 @@ HealthStatus = Literal["ok", "degraded"]
 
 
 class Liveness(BaseModel):
-    """`GET /health` without the token: up or not, nothing more."""
+    """`GET /health` without the token: up or not, and which service this is."""
 
     status: HealthStatus
+    service: str = ML_SERVICE_ID  # a client pointed here by mistake can say what it reached
 
 
 class LlamaHealth(BaseModel):
