@@ -154,16 +154,18 @@ async def test_unsafe_requests_without_a_valid_csrf_token_are_refused(web: Brows
     assert "No samples yet." in text_of(page.text)
 
 
-async def test_the_owner_is_told_how_to_set_a_password(app: Any) -> None:
+async def test_signing_in_before_a_password_exists_leads_to_setup(app: Any) -> None:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         page = await client.get("/login")
-        assert "No password has been set yet." in text_of(page.text)
-        assert "convassist admin set-password" in page.text
+        assert page.status_code == 303
+        assert page.headers["location"] == "/setup"
+        setup_page = await client.get("/setup")
+        assert "convassist admin set-password" in setup_page.text
         csrf = client.cookies[CSRF_COOKIE]
         resp = await client.post("/login", data={"password": "whatever1", "csrf_token": csrf})
-        assert resp.status_code == 409
-        assert "No owner password is set yet" in resp.text
+        assert resp.status_code == 303
+        assert resp.headers["location"] == "/setup"
 
 
 async def test_a_session_revoked_everywhere_no_longer_opens_pages(web: Browser) -> None:

@@ -404,3 +404,60 @@ def test_a_job_is_cancelled_when_confirmed_after_several_polls(
     state = client.get(f"/api/training/jobs/{job_id}", headers=owner).json()
     assert state["status"] == "cancelled"
     assert watched.problems == []
+
+
+SETUP_LINK = re.compile(r"http://127\.0\.0\.1:\d+/setup\?code=[A-Za-z0-9_-]+")
+
+
+@dataclass
+class Unclaimed:
+    """A fresh server nobody has set a password on, and the setup link it printed."""
+
+    url: str
+    setup_link: str
+
+
+@pytest.fixture(scope="module")
+def unclaimed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Unclaimed]:
+    root = tmp_path_factory.mktemp("unclaimed")
+    port = free_port()
+    env = clean_env(
+        CONVASSIST_DATA_DIR=str(root / "server"),
+        CONVASSIST_LOG_FORMAT="json",
+        ML_SERVICE_URL=f"http://127.0.0.1:{free_port()}",
+    )
+    base = f"http://127.0.0.1:{port}"
+    log = root / "s.log"
+    with running(["server", "--port", str(port)], f"{base}/api/health", env, log):
+        link = SETUP_LINK.search(log.read_text())
+        assert link, log.read_text()
+        yield Unclaimed(base, link.group(0))
+
+
+def test_a_first_visit_creates_the_password_with_the_printed_link(
+    unclaimed: Unclaimed, watched: Watched
+) -> None:
+    page = watched.page
+    expect = playwright_sync.expect
+    page.goto(unclaimed.url + "/")
+    page.wait_for_url(unclaimed.url + "/setup")
+    expect(page.get_by_role("heading", name="Create your password")).to_be_visible()
+    expect(page.get_by_label("Setup code")).to_be_visible()  # no code in this address
+
+    page.goto(unclaimed.setup_link)
+    expect(page.get_by_label("Setup code")).to_have_count(0)
+    page.get_by_label("New password").fill(OWNER_PASSWORD)
+    page.get_by_label("Repeat the password").fill(OWNER_PASSWORD)
+    page.get_by_role("button", name="Create password and sign in").click()
+    page.wait_for_url(unclaimed.url + "/conversations")
+    expect(page.get_by_role("heading", name="Conversations", level=1)).to_be_visible()
+    assert watched.problems == []
+
+    # The code is spent; the password signs in.
+    code = unclaimed.setup_link.partition("code=")[2]
+    again = httpx.post(
+        f"{unclaimed.url}/api/auth/setup", json={"code": code, "password": "another password"}
+    )
+    assert again.status_code == 409
+    login = httpx.post(f"{unclaimed.url}/api/auth/login", json={"password": OWNER_PASSWORD})
+    assert login.status_code == 200

@@ -12,7 +12,8 @@ from convassist.core.db import create_engine, create_sessionmaker, session_scope
 from convassist.core.errors import AppError
 from convassist.core.settings import ServerSettings
 from convassist.server import migrate
-from convassist.server.auth.service import set_owner_password
+from convassist.server.auth.service import MIN_PASSWORD_LENGTH, set_owner_password
+from convassist.server.auth.setup import discard_code
 
 app = typer.Typer(help="Owner account administration.", no_args_is_help=True)
 
@@ -27,6 +28,7 @@ def set_password(
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
+        console.print(f"The password needs at least {MIN_PASSWORD_LENGTH} characters.")
         password = typer.prompt("New owner password", hide_input=True, confirmation_prompt=True)
     settings = ServerSettings()
     url = settings.resolved_database_url
@@ -44,4 +46,5 @@ def set_password(
         asyncio.run(run())
     except AppError as exc:
         fail(exc.detail)
+    discard_code(settings)
     console.print("Owner password set. Sign in at the server's web UI or POST /api/auth/login.")

@@ -44,12 +44,7 @@ def serve(
         fail(
             f"The database at {migrate.describe(url)} is not migrated: run `convassist db upgrade`."
         )
-    if not _owner_configured(url):
-        console.print(
-            "[bold yellow]No owner password yet.[/] Set one to sign in: "
-            "[bold]convassist admin set-password[/]",
-            highlight=False,
-        )
+    _announce_setup(settings, url)
     console.print(
         f"Conversation Assistant server on http://{settings.host}:{settings.port} "
         f"(database: {migrate.describe(url)})",
@@ -75,6 +70,23 @@ def up(
     from convassist.cli.up import run_system
 
     raise typer.Exit(run_system(port, ml_port))
+
+
+def _announce_setup(settings: ServerSettings, url: str) -> None:
+    """While there is no owner, print a link with a new one-time setup code (for the person
+    at this terminal: never logged); once there is one, forget any old code."""
+    from convassist.server.auth.setup import discard_code, issue_code, setup_url
+
+    if _owner_configured(url):
+        discard_code(settings)
+        return
+    link = setup_url(settings, issue_code(settings))
+    console.print(
+        "[bold yellow]No owner password yet.[/] Open this link to create it (it works once):",
+        highlight=False,
+    )
+    console.print(f"    {link}", markup=False, highlight=False, soft_wrap=True)
+    console.print("Or run [bold]convassist admin set-password[/] on this machine.", highlight=False)
 
 
 def _owner_configured(url: str) -> bool:

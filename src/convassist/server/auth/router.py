@@ -6,9 +6,15 @@ from datetime import timedelta
 
 from fastapi import APIRouter, Request, Response
 
-from convassist.server.auth import service
+from convassist.core.openapi import error_responses
+from convassist.server.auth import service, setup
 from convassist.server.auth.cookies import clear_session_cookies, set_session_cookies
-from convassist.server.auth.schemas import LoginRequest, LoginResponse, SessionInfo
+from convassist.server.auth.schemas import (
+    LoginRequest,
+    LoginResponse,
+    SessionInfo,
+    SetupRequest,
+)
 from convassist.server.deps import OwnerDep, SessionDep, SettingsDep, client_address
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -31,6 +37,27 @@ async def login(
     )
     set_session_cookies(response, token, csrf, settings)
     return LoginResponse(token=token, expires_at=expires, csrf_token=csrf)
+
+
+@router.post("/setup", response_model=LoginResponse, responses=error_responses(403, 409, 429))
+async def first_setup(
+    body: SetupRequest,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> LoginResponse:
+    """First run: set the owner password with the one-time code the server printed at
+    start-up, and sign in (the same answer and cookies as `login`)."""
+    await setup.create_owner(
+        session,
+        settings,
+        secret=request.app.state.jwt_secret,
+        code=body.code,
+        password=body.password,
+        client=client_address(request),
+    )
+    return await login(LoginRequest(password=body.password), request, response, session, settings)
 
 
 @router.post("/logout", status_code=204)

@@ -43,6 +43,9 @@ async def _login_page(
     notice: str | None = None,
     status_code: int = 200,
 ) -> Response:
+    """The sign-in form; first run's "Create your password" page while there is no owner."""
+    if await service.get_owner(session) is None:
+        return RedirectResponse("/setup", status_code=303)
     token, fresh = csrf_for(request)
     viewer = Viewer(None, token, fresh, Clock.for_request(request))
     return render(
@@ -53,7 +56,6 @@ async def _login_page(
         next=next_path,
         error=error,
         notice=notice,
-        configured=await service.get_owner(session) is not None,
     )
 
 

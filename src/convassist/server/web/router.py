@@ -10,11 +10,12 @@ from convassist.server.web import (
     auth,
     conversations,
     devices,
+    setup,
     status,
     suggestions,
     training,
 )
 
 router = APIRouter(include_in_schema=False)
-for module in (auth, devices, conversations, suggestions, training, adapters, status):
+for module in (auth, setup, devices, conversations, suggestions, training, adapters, status):
     router.include_router(module.router)
