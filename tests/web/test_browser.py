@@ -461,3 +461,29 @@ def test_a_first_visit_creates_the_password_with_the_printed_link(
     assert again.status_code == 409
     login = httpx.post(f"{unclaimed.url}/api/auth/login", json={"password": OWNER_PASSWORD})
     assert login.status_code == 200
+
+
+def test_the_api_docs_render_offline(unclaimed: Unclaimed, chromium: Any) -> None:
+    """Every request that would leave this server is refused; the docs still render."""
+    context = chromium.new_context()
+    outside: list[str] = []
+
+    def local_only(route: Any) -> None:
+        if route.request.url.startswith(unclaimed.url + "/"):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", local_only)
+    watched = _watch(context)
+    page = watched.page
+    expect = playwright_sync.expect
+    page.goto(unclaimed.url + "/api/docs")
+    expect(page.locator(".opblock-summary-path", has_text="/api/auth/setup")).to_be_visible()
+    assert page.locator(".opblock").count() > 20
+    page.locator(".opblock-summary", has_text="/api/auth/setup").click()
+    expect(page.locator(".opblock-body").first).to_be_visible()
+    assert outside == []
+    assert watched.problems == []
+    context.close()

@@ -39,7 +39,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         title="Conversation Assistant",
         version=__version__,
         lifespan=lifespan,
-        docs_url="/api/docs",
+        docs_url=None,  # served by the web UI from the package (web/apidocs.py)
         openapi_url="/api/openapi.json",
         redoc_url=None,
     )

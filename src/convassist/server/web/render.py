@@ -19,7 +19,9 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context,
 from jinja2.runtime import Context
 from markupsafe import Markup
 from starlette.requests import Request
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, Response
+from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
 
 from convassist.server.auth.cookies import set_csrf_cookie
 from convassist.server.deps import CSRF_COOKIE, SESSION_COOKIE
@@ -29,6 +31,7 @@ from convassist.server.web.thread import initials, people
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
+STATIC_CACHE = "public, max-age=31536000, immutable"
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -40,6 +43,16 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
+
+
+class CachedStaticFiles(StaticFiles):
+    """Static files with a long cache lifetime (safe because their URLs are versioned)."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        response = await super().get_response(path, scope)
+        if response.status_code in (200, 304):
+            response.headers["Cache-Control"] = STATIC_CACHE
+        return response
 
 
 @cache
