@@ -7,6 +7,7 @@ import typer
 from convassist import __version__
 from convassist.cli import admin, agent, db, ml, models, server
 from convassist.cli.eval import evaluate
+from convassist.core.private import restrict_umask
 
 app = typer.Typer(
     name="convassist",
@@ -39,3 +40,4 @@ def main(
     ),
 ) -> None:
     """Conversation Assistant."""
+    restrict_umask()  # whatever a command writes (data dir, agent state) is the owner's only

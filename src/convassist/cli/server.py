@@ -27,6 +27,7 @@ def serve(
     if port is not None:
         settings.port = port
     setup_logging(settings, "server")
+    settings.ensure_data_dir()
     ensure_port_free(
         "The server",
         settings.host,
