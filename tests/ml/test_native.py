@@ -186,9 +186,14 @@ def test_when_the_safe_configuration_crashes_too_the_service_refuses_to_start(
     tmp_path: Path,
 ) -> None:
     settings = ml_settings(tmp_path, llama_extra_bufts="on", threads=1)
-    with pytest.raises(ModelLoadError, match=r"crashed \(SIGSEGV, then SIGSEGV") as raised:
+    with (
+        capture_logs() as logs,
+        pytest.raises(ModelLoadError, match=r"crashed \(SIGSEGV, then SIGSEGV") as raised,
+    ):
         LlamaBackend.from_settings(settings, probe=crashing_probes.segfault)
     assert "\n" not in str(raised.value)
+    crashed = [(e["config"], e["cause"]) for e in logs if e["event"] == "llama_probe_crashed"]
+    assert crashed == [("default", "SIGSEGV"), ("safe", "SIGSEGV")]
     off = ml_settings(tmp_path, llama_extra_bufts="off", threads=1)
     with pytest.raises(ModelLoadError, match=r"crashed \(SIGSEGV\).*safe configuration"):
         LlamaBackend.from_settings(off, probe=crashing_probes.segfault)

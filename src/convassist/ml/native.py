@@ -263,12 +263,13 @@ def start_up_check(
         probe = "ok" if outcome.ok else f"failed ({outcome.cause})"
         log.info("llama_probe", config=chosen.name, probe=probe, seconds=outcome.seconds)
         return NativeStatus(chosen, probe)
+    log.warning("llama_probe_crashed", config=chosen.name, cause=outcome.cause)
     if not chosen.use_extra_bufts:
         raise _refusal(outcome.cause)
-    log.warning("llama_probe_crashed", config=chosen.name, cause=outcome.cause)
     safe = named_config("safe", f"the default configuration died ({outcome.cause}) at start-up")
     retry = probe_decode(ProbeRequest(str(model_path), safe, gpu_layers, threads), entry=entry)
     if retry.crashed:
+        log.warning("llama_probe_crashed", config=safe.name, cause=retry.cause)
         raise _refusal(f"{outcome.cause}, then {retry.cause} with extra buffer types off")
     probe = f"fell back after {outcome.cause}"
     log.warning("llama_probe", config=safe.name, probe=probe, seconds=retry.seconds)
