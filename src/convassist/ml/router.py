@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from convassist.core.errors import NotFound
+from convassist.core.limits import AdapterIdPath
 from convassist.ml.auth import is_authenticated
 from convassist.ml.cache import ResponseCache
 from convassist.ml.jobs import JobQueue
@@ -165,6 +166,6 @@ async def deactivate_adapter(ml: State) -> ActiveAdapter:
 
 
 @router.post("/adapters/{adapter_id}/activate", response_model=ActiveAdapter)
-async def activate_adapter(adapter_id: str, ml: State) -> ActiveAdapter:
+async def activate_adapter(adapter_id: AdapterIdPath, ml: State) -> ActiveAdapter:
     """Serve this adapter from the next request on (hot swap, no restart)."""
     return await ml.adapters.activate(adapter_id)
