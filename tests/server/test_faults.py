@@ -25,8 +25,10 @@ from convassist.server import migrate
 from convassist.server.app import create_app
 from convassist.server.auth.service import set_owner_password
 from convassist.server.deps import SessionDep
+from convassist.server.ml_client import MLClient
 from convassist.server.models import SampleSource, TrainingSample
 from tests.conftest import OWNER_PASSWORD
+from tests.support.services import ML_TOKEN
 
 pytestmark = pytest.mark.asyncio
 
@@ -250,3 +252,13 @@ def _settings(database_url: str, tmp_path: Path) -> ServerSettings:
     return ServerSettings(
         database_url=database_url, data_dir=tmp_path / "data", secret_key=uuid.uuid4().hex
     )
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_an_adapter_the_ml_service_does_not_know_is_a_404(
+    app: FastAPI, owner_client: httpx.AsyncClient, ml_service_url: str
+) -> None:
+    app.state.ml_client = MLClient(ml_service_url, timeout=30, token=ML_TOKEN)
+    resp = await owner_client.post("/api/training/adapters/lora-00000000/activate")
+    assert resp.status_code == 404, resp.text
+    assert resp.json()["error"] == "unknown_adapter"
