@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from convassist.agent.chatdb import ChatCursor, ChatDB
-from convassist.agent.chatdb_decode import (
+from convassist.agent.chatdb import (
     APPLE_EPOCH,
+    ChatCursor,
+    ChatDB,
     ChatMessage,
     apple_time,
     parse_summary_info,

@@ -79,7 +79,51 @@ async def test_no_samples_is_a_clear_422_and_creates_no_job(
     assert resp.status_code == 422
     assert resp.json()["error"] == "no_samples"
     assert "includeHistory" in resp.json()["detail"]
-    assert (await owner_client.get("/api/training/jobs")).json() == []
+    assert (await owner_client.get("/api/training/jobs")).json() == {
+        "items": [],
+        "nextCursor": None,
+    }
+
+
+async def test_the_job_list_is_a_cursor_page_like_every_list(
+    app: object, owner_client: httpx.AsyncClient
+) -> None:
+    async with app.state.sessionmaker() as session:  # type: ignore[attr-defined]
+        for minutes in (0, 1, 1, 2, 3):  # two jobs share a creation time: the id breaks the tie
+            session.add(
+                TrainingJob(
+                    base_model="m",
+                    status="completed",
+                    progress=100,
+                    epochs=1,
+                    learning_rate=1e-4,
+                    metrics={},
+                    created_at=START + timedelta(minutes=minutes),
+                )
+            )
+        await session.commit()
+        expected = list(
+            (
+                await session.execute(
+                    sa.select(TrainingJob.id).order_by(
+                        TrainingJob.created_at.desc(), TrainingJob.id.desc()
+                    )
+                )
+            ).scalars()
+        )
+    seen: list[str] = []
+    cursor: str | None = None
+    for _ in range(3):
+        params: dict[str, str | int] = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = (await owner_client.get("/api/training/jobs", params=params)).json()
+        assert isinstance(page, dict) and set(page) == {"items", "nextCursor"}, page
+        seen += [job["id"] for job in page["items"]]
+        cursor = page["nextCursor"]
+        if cursor is None:
+            break
+    assert seen == [str(job_id) for job_id in expected]
+    bad = await owner_client.get("/api/training/jobs", params={"cursor": "bm90IGEgY3Vyc29y"})
+    assert (bad.status_code, bad.json()["error"]) == (400, "invalid_cursor")
 
 
 async def test_bad_job_parameters_are_refused(owner_client: httpx.AsyncClient) -> None:
@@ -102,7 +146,7 @@ async def test_ml_service_down_fails_the_job_with_the_reason(
     )
     assert resp.status_code == 503
     assert resp.json()["detail"] == f"The ML service is not reachable at {dead}."
-    jobs = (await owner_client.get("/api/training/jobs")).json()
+    jobs = (await owner_client.get("/api/training/jobs")).json()["items"]
     assert len(jobs) == 1
     assert jobs[0]["status"] == "failed"
     assert jobs[0]["error"] == f"The ML service is not reachable at {dead}."

@@ -54,7 +54,7 @@ class ErrorBody(BaseModel):
         None, description="`batch_too_large` (413): the most items one request may carry."
     )
     status: str | SkipJsonSchema[None] = Field(
-        None, description="`job_finished` (409): the state the job is already in."
+        None, description="The ML service's `job_finished` (409): the state the job is in."
     )
 
 

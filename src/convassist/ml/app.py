@@ -14,6 +14,7 @@ from convassist.core.http import (
     add_common_middleware,
     install_error_handlers,
 )
+from convassist.core.openapi import document_errors
 from convassist.ml.auth import BearerTokenMiddleware, document_bearer
 from convassist.ml.cache import make_cache
 from convassist.ml.jobs import make_jobs
@@ -83,6 +84,7 @@ def create_app(settings: MLSettings | None = None, llm: LLMManager | None = None
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.include_router(router)
     document_bearer(app, PUBLIC_PATHS)
+    document_errors(app, common=(500,))
     return app
 
 

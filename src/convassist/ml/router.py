@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from convassist.core.errors import NotFound
-from convassist.core.limits import AdapterIdPath
+from convassist.core.openapi import error_responses
 from convassist.ml.auth import is_authenticated
 from convassist.ml.cache import ResponseCache
 from convassist.ml.jobs import JobQueue
@@ -62,19 +62,21 @@ State = Annotated[MLState, Depends(ml_state)]
 router = APIRouter()
 
 
-@router.post("/generate", response_model=GenerateResponse)
+@router.post("/generate", response_model=GenerateResponse, responses=error_responses(502, 503))
 async def generate(body: GenerateRequest, ml: State) -> GenerateResponse:
     """Generate a reply (and up to 4 more distinct candidates) for a conversation prompt."""
     return await ml.service.generate(body)
 
 
-@router.post("/generate/async", response_model=JobCreated, status_code=202)
+@router.post(
+    "/generate/async", response_model=JobCreated, status_code=202, responses=error_responses(503)
+)
 async def generate_async(body: GenerateRequest, ml: State) -> JobCreated:
     """Queue a generation; poll `GET /jobs/{jobId}` for its result."""
     return JobCreated(job_id=await ml.jobs.submit(body))
 
 
-@router.get("/jobs/{job_id}", response_model=JobStatus)
+@router.get("/jobs/{job_id}", response_model=JobStatus, responses=error_responses(404, 503))
 async def job_status(job_id: str, ml: State) -> JobStatus:
     status = await ml.jobs.status(job_id)
     if status is None:
@@ -130,13 +132,20 @@ async def metrics(ml: State) -> Response:
     return Response(ml.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.post("/training/jobs", response_model=TrainingJobState, status_code=202)
+@router.post(
+    "/training/jobs",
+    response_model=TrainingJobState,
+    status_code=202,
+    responses=error_responses(409, 503),
+)
 async def submit_training(body: TrainingRequest, ml: State) -> TrainingJobState:
     """Queue a LoRA training job on the served model; poll `GET /training/jobs/{jobId}`."""
     return await ml.training.submit(body)
 
 
-@router.get("/training/jobs/{job_id}", response_model=TrainingJobState)
+@router.get(
+    "/training/jobs/{job_id}", response_model=TrainingJobState, responses=error_responses(404, 503)
+)
 async def training_job(job_id: str, ml: State) -> TrainingJobState:
     state = await ml.training.get(job_id)
     if state is None:
@@ -144,7 +153,11 @@ async def training_job(job_id: str, ml: State) -> TrainingJobState:
     return state
 
 
-@router.post("/training/jobs/{job_id}/cancel", response_model=TrainingJobState)
+@router.post(
+    "/training/jobs/{job_id}/cancel",
+    response_model=TrainingJobState,
+    responses=error_responses(404, 409, 503),
+)
 async def cancel_training(job_id: str, ml: State) -> TrainingJobState:
     """Cancel a queued or running job (its process stops within seconds); 409 if finished."""
     state = await ml.training.cancel(job_id)
@@ -165,7 +178,11 @@ async def deactivate_adapter(ml: State) -> ActiveAdapter:
     return await ml.adapters.deactivate()
 
 
-@router.post("/adapters/{adapter_id}/activate", response_model=ActiveAdapter)
-async def activate_adapter(adapter_id: AdapterIdPath, ml: State) -> ActiveAdapter:
+@router.post(
+    "/adapters/{adapter_id}/activate",
+    response_model=ActiveAdapter,
+    responses=error_responses(404, 409),
+)
+async def activate_adapter(adapter_id: str, ml: State) -> ActiveAdapter:
     """Serve this adapter from the next request on (hot swap, no restart)."""
     return await ml.adapters.activate(adapter_id)

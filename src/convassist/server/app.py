@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from convassist import __version__
 from convassist.core.db import create_engine, create_sessionmaker
 from convassist.core.http import add_common_middleware, install_error_handlers
+from convassist.core.openapi import document_errors
 from convassist.core.settings import ServerSettings
 from convassist.server.auth.router import router as auth_router
 from convassist.server.conversations.router import router as conversations_router
@@ -62,4 +63,6 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     ):
         app.include_router(router, prefix="/api")
     install_web(app)
+    # Any route may meet an unexpected error (500) or an unreachable database (503).
+    document_errors(app, common=(500, 503))
     return app

@@ -6,7 +6,8 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from convassist.core.db import session_scope
@@ -49,19 +50,34 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def _bearer(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() == "bearer" and token:
-        return token.strip()
-    return None
+# Security schemes: how a caller authenticates (each operation lists its own in the OpenAPI).
+owner_token = HTTPBearer(
+    auto_error=False, scheme_name="ownerToken", description="`token` from `POST /api/auth/login`."
+)
+session_cookie = APIKeyCookie(
+    name=SESSION_COOKIE,
+    auto_error=False,
+    scheme_name="sessionCookie",
+    description="Set by signing in; writes also need `X-CSRF-Token` (the `csrfToken`).",
+)
+device_token = HTTPBearer(
+    auto_error=False,
+    scheme_name="deviceToken",
+    description="`token` from `POST /api/devices/verify`.",
+)
+Bearer = HTTPAuthorizationCredentials | None
 
 
-async def require_owner(request: Request, session: SessionDep) -> Owner:
+async def require_owner(
+    request: Request,
+    session: SessionDep,
+    bearer: Annotated[Bearer, Security(owner_token)],
+    cookie: Annotated[str | None, Security(session_cookie)],
+) -> Owner:
     """The owner, by bearer token or session cookie (cookie + unsafe method needs CSRF)."""
-    token = _bearer(request)
+    token = bearer.credentials.strip() if bearer else None
     if token is None:
-        token = request.cookies.get(SESSION_COOKIE)
+        token = cookie
         if token is None:
             raise Unauthorized("Sign in as the owner first.", code="not_authenticated")
         if request.method not in SAFE_METHODS:
@@ -75,9 +91,11 @@ async def require_owner(request: Request, session: SessionDep) -> Owner:
     return owner
 
 
-async def require_device(request: Request, session: SessionDep) -> Device:
+async def require_device(
+    request: Request, session: SessionDep, bearer: Annotated[Bearer, Security(device_token)]
+) -> Device:
     """The device behind a bearer token; deactivated or re-registered devices are refused."""
-    token = _bearer(request)
+    token = bearer.credentials.strip() if bearer else None
     if token is None:
         raise Unauthorized("A device bearer token is required.", code="not_authenticated")
     claims = decode_token(request.app.state.jwt_secret, token, kind="device")

@@ -20,7 +20,7 @@ from convassist.server.deps import OwnerDep, SessionDep, SettingsDep, client_add
 router = APIRouter(prefix="/auth", tags=["auth"])
 
 
-@router.post("/login", response_model=LoginResponse)
+@router.post("/login", response_model=LoginResponse, responses=error_responses(401, 409, 429))
 async def login(
     body: LoginRequest,
     request: Request,

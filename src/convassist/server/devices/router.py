@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from fastapi import APIRouter, Request
 
+from convassist.core.openapi import error_responses
 from convassist.server.deps import OwnerDep, SessionDep, SettingsDep, client_address
 from convassist.server.devices import service
 from convassist.server.devices.schemas import (
@@ -26,7 +27,12 @@ def device_out(device: Device) -> DeviceOut:
     return DeviceOut.model_validate(device)
 
 
-@router.post("/register", response_model=RegisterResponse, status_code=201)
+@router.post(
+    "/register",
+    response_model=RegisterResponse,
+    status_code=201,
+    responses=error_responses(429),
+)
 async def register(
     body: RegisterRequest, request: Request, session: SessionDep, settings: SettingsDep
 ) -> RegisterResponse:
@@ -45,7 +51,7 @@ async def register(
     )
 
 
-@router.post("/approve", response_model=DeviceOut)
+@router.post("/approve", response_model=DeviceOut, responses=error_responses(400, 409, 410, 429))
 async def approve(
     body: ApproveRequest, request: Request, _: OwnerDep, session: SessionDep
 ) -> DeviceOut:
@@ -54,7 +60,7 @@ async def approve(
     return device_out(device)
 
 
-@router.post("/verify", response_model=TokenResponse)
+@router.post("/verify", response_model=TokenResponse, responses=error_responses(400, 404))
 async def verify(
     body: VerifyRequest, request: Request, session: SessionDep, settings: SettingsDep
 ) -> TokenResponse:
@@ -75,6 +81,6 @@ async def list_devices(_: OwnerDep, session: SessionDep) -> list[DeviceOut]:
     return [device_out(d) for d in await service.list_devices(session)]
 
 
-@router.post("/{device_id}/deactivate", response_model=DeviceOut)
+@router.post("/{device_id}/deactivate", response_model=DeviceOut, responses=error_responses(404))
 async def deactivate(device_id: uuid.UUID, _: OwnerDep, session: SessionDep) -> DeviceOut:
     return device_out(await service.deactivate(session, device_id))

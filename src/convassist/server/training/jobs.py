@@ -14,13 +14,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from convassist.core.errors import AppError, Conflict, NotFound, Unprocessable
 from convassist.core.logging import get_logger
 from convassist.server.ml_client import MLClient, MLServiceError
 from convassist.server.models import TrainingJob, TrainingSample, TrainingStatus, utcnow
+from convassist.server.pagination import decode_timed_cursor, encode_cursor
 from convassist.server.training.history import HISTORY_QUALITY, history_samples
 from convassist.server.training.schemas import JobCreate
 from convassist.server.training.service import jsonl_record
@@ -198,19 +199,21 @@ async def get_job(session: AsyncSession, ml: MLClient, job_id: uuid.UUID) -> Tra
     return await refresh(session, ml, job)
 
 
-async def list_jobs(session: AsyncSession, ml: MLClient, *, limit: int) -> list[TrainingJob]:
-    jobs = list(
-        (
-            await session.execute(
-                select(TrainingJob)
-                .order_by(TrainingJob.created_at.desc(), TrainingJob.id.desc())
-                .limit(limit)
-            )
-        ).scalars()
-    )
-    for job in jobs:
+async def list_jobs(
+    session: AsyncSession, ml: MLClient, *, limit: int, cursor: str | None = None
+) -> tuple[list[TrainingJob], str | None]:
+    """Newest first, keyset-paginated; the page's active jobs are brought up to date."""
+    query = select(TrainingJob)
+    if cursor:
+        created, job_id = decode_timed_cursor(cursor)
+        query = query.where(tuple_(TrainingJob.created_at, TrainingJob.id) < (created, job_id))
+    query = query.order_by(TrainingJob.created_at.desc(), TrainingJob.id.desc())
+    jobs = list((await session.execute(query.limit(limit + 1))).scalars())
+    last = jobs[limit - 1] if len(jobs) > limit else None
+    next_cursor = encode_cursor(last.created_at, last.id) if last else None
+    for job in jobs[:limit]:
         await refresh(session, ml, job)
-    return jobs
+    return jobs[:limit], next_cursor
 
 
 async def cancel_job(session: AsyncSession, ml: MLClient, job_id: uuid.UUID) -> TrainingJob:

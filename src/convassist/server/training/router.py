@@ -9,13 +9,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from convassist.core.limits import AdapterIdPath
+from convassist.core.openapi import error_responses
 from convassist.server.deps import MLDep, OwnerDep, SessionDep, SettingsDep
 from convassist.server.models import SampleSource
 from convassist.server.training import jobs, service
 from convassist.server.training.schemas import (
     JobCreate,
     JobOut,
+    JobPage,
     SampleCreate,
     SampleOut,
     SamplePage,
@@ -38,7 +39,7 @@ def sample_filter(
 FilterDep = Annotated[service.SampleFilter, Depends(sample_filter)]
 
 
-@router.get("/samples", response_model=SamplePage)
+@router.get("/samples", response_model=SamplePage, responses=error_responses(400))
 async def list_samples(
     _: OwnerDep,
     session: SessionDep,
@@ -71,25 +72,25 @@ async def create_sample(body: SampleCreate, _: OwnerDep, session: SessionDep) ->
     return SampleOut.model_validate(await service.create_manual(session, body))
 
 
-@router.get("/samples/{sample_id}", response_model=SampleOut)
+@router.get("/samples/{sample_id}", response_model=SampleOut, responses=error_responses(404))
 async def get_sample(sample_id: uuid.UUID, _: OwnerDep, session: SessionDep) -> SampleOut:
     return SampleOut.model_validate(await service.get_sample(session, sample_id))
 
 
-@router.patch("/samples/{sample_id}", response_model=SampleOut)
+@router.patch("/samples/{sample_id}", response_model=SampleOut, responses=error_responses(404))
 async def update_sample(
     sample_id: uuid.UUID, body: SampleUpdate, _: OwnerDep, session: SessionDep
 ) -> SampleOut:
     return SampleOut.model_validate(await service.update_sample(session, sample_id, body))
 
 
-@router.delete("/samples/{sample_id}", status_code=204)
+@router.delete("/samples/{sample_id}", status_code=204, responses=error_responses(404))
 async def delete_sample(sample_id: uuid.UUID, _: OwnerDep, session: SessionDep) -> Response:
     await service.delete_sample(session, sample_id)
     return Response(status_code=204)
 
 
-@router.post("/jobs", response_model=JobOut, status_code=201)
+@router.post("/jobs", response_model=JobOut, status_code=201, responses=error_responses(504))
 async def create_job(
     body: JobCreate, _: OwnerDep, session: SessionDep, ml: MLDep, settings: SettingsDep
 ) -> JobOut:
@@ -98,38 +99,47 @@ async def create_job(
     return JobOut.model_validate(job)
 
 
-@router.get("/jobs", response_model=list[JobOut])
+@router.get("/jobs", response_model=JobPage, responses=error_responses(400))
 async def list_jobs(
-    _: OwnerDep, session: SessionDep, ml: MLDep, limit: Annotated[int, Query(ge=1, le=200)] = 50
-) -> list[JobOut]:
+    _: OwnerDep,
+    session: SessionDep,
+    ml: MLDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> JobPage:
     """Newest first; active jobs are brought up to date from the ML service."""
-    return [JobOut.model_validate(j) for j in await jobs.list_jobs(session, ml, limit=limit)]
+    items, next_cursor = await jobs.list_jobs(session, ml, limit=limit, cursor=cursor)
+    return JobPage(items=[JobOut.model_validate(j) for j in items], next_cursor=next_cursor)
 
 
-@router.get("/jobs/{job_id}", response_model=JobOut)
+@router.get("/jobs/{job_id}", response_model=JobOut, responses=error_responses(404))
 async def get_job(job_id: uuid.UUID, _: OwnerDep, session: SessionDep, ml: MLDep) -> JobOut:
     """Status, progress (0 to 100), sample count, adapter, error and held-out metrics."""
     return JobOut.model_validate(await jobs.get_job(session, ml, job_id))
 
 
-@router.post("/jobs/{job_id}/cancel", response_model=JobOut)
+@router.post(
+    "/jobs/{job_id}/cancel",
+    response_model=JobOut,
+    responses=error_responses(404, 409, 504),
+)
 async def cancel_job(job_id: uuid.UUID, _: OwnerDep, session: SessionDep, ml: MLDep) -> JobOut:
     return JobOut.model_validate(await jobs.cancel_job(session, ml, job_id))
 
 
-@router.get("/adapters")
+@router.get("/adapters", responses=error_responses(504))
 async def list_adapters(_: OwnerDep, ml: MLDep) -> dict[str, Any]:
     """The ML service's adapters, the active one marked (as the ML service reports them)."""
     return await ml.adapters()
 
 
-@router.post("/adapters/deactivate")
+@router.post("/adapters/deactivate", responses=error_responses(504))
 async def deactivate_adapter(_: OwnerDep, ml: MLDep) -> dict[str, Any]:
     """Serve the base model again."""
     return await ml.deactivate_adapter()
 
 
-@router.post("/adapters/{adapter_id}/activate")
-async def activate_adapter(adapter_id: AdapterIdPath, _: OwnerDep, ml: MLDep) -> dict[str, Any]:
+@router.post("/adapters/{adapter_id}/activate", responses=error_responses(404, 504))
+async def activate_adapter(adapter_id: str, _: OwnerDep, ml: MLDep) -> dict[str, Any]:
     """Hot-swap this adapter into the ML service."""
     return await ml.activate_adapter(adapter_id)

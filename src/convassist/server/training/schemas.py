@@ -104,3 +104,8 @@ class JobOut(APIModel):
     started_at: datetime | None
     completed_at: datetime | None
     created_at: datetime
+
+
+class JobPage(APIModel):
+    items: list[JobOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at end.")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -13,8 +12,9 @@ from typing import Any, TypeVar
 from sqlalchemy import Select, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from convassist.core.errors import BadRequest, NotFound, Unprocessable
-from convassist.server.models import Conversation, SampleSource, TrainingSample
+from convassist.core.errors import NotFound
+from convassist.server.models import SampleSource, TrainingSample
+from convassist.server.pagination import decode_timed_cursor, encode_cursor
 from convassist.server.training.schemas import SampleCreate, SampleUpdate
 
 SelectT = TypeVar("SelectT", bound=Select[Any])
@@ -42,19 +42,6 @@ class SampleFilter:
         return query
 
 
-def encode_cursor(sample: TrainingSample) -> str:
-    raw = f"{sample.created_at.isoformat()}|{sample.id}"
-    return base64.urlsafe_b64encode(raw.encode()).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        created, _, sample_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        return datetime.fromisoformat(created), uuid.UUID(sample_id)
-    except ValueError:
-        raise BadRequest("The cursor is not valid.", code="invalid_cursor") from None
-
-
 async def list_samples(
     session: AsyncSession, filters: SampleFilter, *, limit: int, cursor: str | None
 ) -> tuple[list[TrainingSample], str | None, int]:
@@ -62,13 +49,14 @@ async def list_samples(
     query = filters.apply(select(TrainingSample))
     total = await session.scalar(filters.apply(select(func.count()).select_from(TrainingSample)))
     if cursor:
-        created, sample_id = decode_cursor(cursor)
+        created, sample_id = decode_timed_cursor(cursor)
         query = query.where(
             tuple_(TrainingSample.created_at, TrainingSample.id) < (created, sample_id)
         )
     query = query.order_by(TrainingSample.created_at.desc(), TrainingSample.id.desc())
     rows = list((await session.execute(query.limit(limit + 1))).scalars())
-    next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    last = rows[limit - 1] if len(rows) > limit else None
+    next_cursor = encode_cursor(last.created_at, last.id) if last else None
     return rows[:limit], next_cursor, int(total or 0)
 
 
@@ -80,16 +68,12 @@ async def get_sample(session: AsyncSession, sample_id: uuid.UUID) -> TrainingSam
 
 
 async def create_manual(session: AsyncSession, body: SampleCreate) -> TrainingSample:
-    """A manual sample; 422 `unknown_conversation` if `conversationId` names none."""
-    conversation_id = body.conversation_id
-    if conversation_id is not None and await session.get(Conversation, conversation_id) is None:
-        raise Unprocessable("No conversation has this conversationId.", code="unknown_conversation")
     sample = TrainingSample(
         input_context=body.input_context,
         expected_output=body.expected_output,
         source=SampleSource.MANUAL,
         quality=body.quality,
-        conversation_id=conversation_id,
+        conversation_id=body.conversation_id,
     )
     session.add(sample)
     await session.flush()

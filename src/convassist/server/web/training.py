@@ -86,7 +86,7 @@ async def _samples_context(
 
 
 async def _jobs_context(session: SessionDep, ml: MLDep, viewer: Viewer) -> dict[str, Any]:
-    recent = await jobs.list_jobs(session, ml, limit=JOBS_SHOWN)
+    recent, _ = await jobs.list_jobs(session, ml, limit=JOBS_SHOWN)
     return {
         "jobs": recent,
         "chart": perplexity_chart(recent, viewer.clock),
