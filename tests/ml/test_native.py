@@ -75,11 +75,14 @@ def test_the_setting_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatc
 
 
 @pytest.mark.parametrize("name", ["default", "safe"])
-def test_load_llama_loads_with_the_configuration(default_model_path: Path, name: str) -> None:
+def test_load_llama_loads_with_the_configuration(
+    default_model_path: Path, name: str, capfd: pytest.CaptureFixture[str]
+) -> None:
     import llama_cpp.llama_cpp as lib
 
     config = named_config(name, "test")  # type: ignore[arg-type]
-    llm = load_llama(default_model_path, config, n_ctx=128, n_threads=1)
+    capfd.readouterr()
+    llm = load_llama(default_model_path, config, n_ctx=128, n_threads=1, verbose=True)
     try:
         assert bool(llm.model_params.use_extra_bufts) is config.use_extra_bufts
         tokens = llm.tokenize(b"Them: hi\nMe:", add_bos=True)
@@ -87,6 +90,9 @@ def test_load_llama_loads_with_the_configuration(default_model_path: Path, name:
         assert llm.n_tokens == len(tokens)
     finally:
         llm.close()
+    # llama.cpp itself offers the weights its repack buffer type (CPU_REPACK; CPU_AMX on an
+    # AMX CPU) only with extra buffer types on: its load log says so.
+    assert ("CPU_REPACK" in capfd.readouterr().err) is config.use_extra_bufts
     assert lib.llama_model_default_params().use_extra_bufts is True  # llama.cpp's own, restored
 
 

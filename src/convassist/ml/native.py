@@ -132,7 +132,7 @@ def load_llama(model_path: Path, config: LlamaLoadConfig | None = None, **params
 
     config = config or choose_load_config()
     with loading_with(config):
-        llm = llama_cpp.Llama(model_path=str(model_path), verbose=False, **params)
+        llm = llama_cpp.Llama(model_path=str(model_path), **{"verbose": False, **params})
     if bool(llm.model_params.use_extra_bufts) != config.use_extra_bufts:
         llm.close()
         raise ModelLoadError(
