@@ -12,10 +12,9 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from convassist.agent.chatdb import (
+from convassist.agent.chatdb import ChatCursor, ChatDB
+from convassist.agent.chatdb_decode import (
     APPLE_EPOCH,
-    ChatCursor,
-    ChatDB,
     ChatMessage,
     apple_time,
     parse_summary_info,

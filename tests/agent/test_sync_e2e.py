@@ -30,7 +30,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from structlog.testing import capture_logs
 
-from convassist.agent.chatdb import ChatCursor, ChatDB, ChatMessage
+from convassist.agent.chatdb import ChatCursor, ChatDB
+from convassist.agent.chatdb_decode import ChatMessage
 from convassist.agent.client import NotRegistered, ServerUnavailable, TokenGrant
 from convassist.agent.contacts import ADDRESSBOOK_FILE
 from convassist.agent.errors import ChatDBCorrupt, ChatDBNotFound

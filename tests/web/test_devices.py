@@ -126,3 +126,26 @@ async def test_deactivating_revokes_the_token(web: Browser, client: httpx.AsyncC
     missing = await web.htmx("/devices/00000000-0000-0000-0000-000000000000/deactivate")
     assert missing.status_code == 404
     assert "No such device." in missing.text
+
+
+async def test_a_working_device_that_registers_again_stays_active_until_approved(
+    web: Browser, client: httpx.AsyncClient
+) -> None:
+    reg = await _register(client, "Studio Mac")
+    await web.htmx("/devices/approve", {"code": reg["code"]})
+    await client.post(
+        "/api/devices/verify", json={"deviceId": reg["deviceId"], "code": reg["code"]}
+    )
+    await client.post(
+        "/api/devices/register",
+        json={
+            "name": "Not Yours",
+            "hardwareId": "HW-Studio Mac",
+            "platform": "macOS",
+            "osVersion": "15.2",
+        },
+    )
+    lists = text_of((await web.get("/devices/lists", htmx=True)).text)
+    assert "Waiting for approval No device is waiting." in lists
+    assert "Studio Mac macOS 15.2 Asks to register again as “Not Yours”" in lists
+    assert "Active" in lists

@@ -35,7 +35,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from convassist.agent.chatdb import ChatCursor, ChatDB, ChatInfo, ChatMessage
+from convassist.agent.chatdb import ChatCursor, ChatDB, ChatInfo
+from convassist.agent.chatdb_decode import ChatMessage
 from convassist.agent.client import AgentClient, MessagesResult, ServerError
 from convassist.agent.contacts import AddressBookContact, ContactBook
 from convassist.agent.state import Counts, StateDB

@@ -25,11 +25,11 @@ from difflib import SequenceMatcher
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from convassist.core.limits import SEED_SPACE
 from convassist.ml.errors import PromptTooLong
 from convassist.ml.native import NativeStatus
 from convassist.ml.settings import MLSettings
 
-SEED_SPACE = 2**31
 SIMILARITY_THRESHOLD = 0.9
 """Two candidates whose normalised texts are at least this similar count as one."""
 EXTRA_TEMPERATURE = 0.7

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from convassist.core.errors import NotFound
+from convassist.core.limits import AdapterIdPath
 from convassist.core.openapi import error_responses
 from convassist.ml.auth import is_authenticated
 from convassist.ml.cache import ResponseCache
@@ -183,6 +184,6 @@ async def deactivate_adapter(ml: State) -> ActiveAdapter:
     response_model=ActiveAdapter,
     responses=error_responses(404, 409),
 )
-async def activate_adapter(adapter_id: str, ml: State) -> ActiveAdapter:
+async def activate_adapter(adapter_id: AdapterIdPath, ml: State) -> ActiveAdapter:
     """Serve this adapter from the next request on (hot swap, no restart)."""
     return await ml.adapters.activate(adapter_id)

@@ -14,7 +14,8 @@ from convassist.core.training import (
     DEFAULT_LEARNING_RATE,
     DEFAULT_LORA_RANK,
 )
-from convassist.ml.llm import SEED_SPACE, Generation, GenerationParams
+from convassist.core.limits import SEED_SPACE
+from convassist.ml.llm import Generation, GenerationParams
 from convassist.ml.manifest import DEFAULT_STOP
 from convassist.ml.native import NativeStatus
 

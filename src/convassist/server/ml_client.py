@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
-from convassist.core.errors import AppError, GatewayTimeout, ServiceUnavailable
+from convassist.core.errors import AppError, GatewayTimeout, NotFound, ServiceUnavailable
 from convassist.core.logging import get_logger
 
 log = get_logger(__name__)
@@ -107,7 +107,13 @@ class MLClient:
         return await self._request("GET", "/adapters")
 
     async def activate_adapter(self, adapter_id: str) -> dict[str, Any]:
-        return await self._request("POST", f"/adapters/{adapter_id}/activate")
+        """Serve this adapter; 404 `unknown_adapter` if the ML service has none by that id."""
+        try:
+            return await self._request("POST", f"/adapters/{adapter_id}/activate")
+        except MLServiceError as exc:
+            if exc.upstream_status == 404:
+                raise NotFound(f"No adapter {adapter_id}.", code="unknown_adapter") from None
+            raise
 
     async def deactivate_adapter(self) -> dict[str, Any]:
         return await self._request("POST", "/adapters/deactivate")

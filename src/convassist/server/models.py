@@ -192,6 +192,12 @@ class Device(UUIDPrimaryKey, Timestamps, Base):
             return "active" if self.is_active else "inactive"
         return "expired"
 
+    @property
+    def pending_registration(self) -> str | None:
+        """The name a re-registration asks for, while its code waits for the owner."""
+        live = self.code_hash and self.code_expires_at and self.code_expires_at > utcnow()
+        return self.pending_name if live and not self.approved_at else None
+
 
 class Contact(UUIDPrimaryKey, Timestamps, Base):
     """A person's name for one iMessage handle (`apple_id`: phone number or email)."""

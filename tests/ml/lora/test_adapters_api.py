@@ -130,3 +130,13 @@ async def test_unknown_and_foreign_adapters_are_refused(
         assert wrong.json()["error"] == "adapter_base_mismatch"
         assert "000000000000" in wrong.json()["detail"]
         assert (await client.get("/adapters")).json()["active"] is None
+
+
+async def test_malformed_adapter_ids_are_a_422(make_client: AppFactory) -> None:
+    async with make_client() as client:
+        for bad in ("%01", "lora-%01", "lora-ABC", "lora-" + "a" * 65, "lora-", "x"):
+            resp = await client.post(f"/adapters/{bad}/activate")
+            assert resp.status_code == 422, (bad, resp.text)
+            assert resp.json()["error"] == "validation_error"
+        missing = await client.post("/adapters/lora-00000000/activate")
+        assert missing.status_code == 404

@@ -9,11 +9,13 @@ service comes back with it.
 
 from __future__ import annotations
 
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from convassist.core.limits import ADAPTER_ID_PATTERN
 from convassist.ml.lora.state import read_json, utcnow, write_json
 
 ADAPTER_FILE = "adapter.gguf"
@@ -23,7 +25,7 @@ PREFIX = "lora-"
 
 
 def adapter_id_for(job_id: str, digits: int = 8) -> str:
-    return PREFIX + "".join(c for c in job_id.lower() if c.isalnum())[:digits]
+    return PREFIX + "".join(c for c in job_id.lower() if c.isascii() and c.isalnum())[:digits]
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,7 @@ class AdapterStore:
         self.root = root
 
     def _dir(self, adapter_id: str) -> Path:
-        if not adapter_id.startswith(PREFIX) or not adapter_id[len(PREFIX) :].isalnum():
+        if not re.fullmatch(ADAPTER_ID_PATTERN, adapter_id):
             raise KeyError(adapter_id)
         return self.root / adapter_id
 

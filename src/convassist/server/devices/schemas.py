@@ -51,7 +51,8 @@ class DeviceOut(APIModel):
     verified: bool
     is_active: bool
     pending_name: str | None = Field(
-        description="The name a re-registration asks for; applied when its code is approved."
+        validation_alias="pending_registration",
+        description="The name a re-registration asks for; applied when its code is approved.",
     )
     code_expires_at: datetime | None
     last_sync_at: datetime | None

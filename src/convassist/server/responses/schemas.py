@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from convassist.core.limits import SEED_SPACE
 from convassist.core.schemas import APIModel, RequestModel
 from convassist.server.models import ResponseStatus
 
@@ -23,7 +24,9 @@ class GenerateRequest(RequestModel):
     )
     max_tokens: int = Field(64, ge=1, le=512)
     temperature: float = Field(0.7, ge=0.0, le=2.0)
-    seed: int | None = Field(None, ge=0, description="Fix for reproducible (cacheable) output.")
+    seed: int | None = Field(
+        None, ge=0, lt=SEED_SPACE, description="Fix for reproducible (cacheable) output."
+    )
 
 
 class CandidateOut(APIModel):

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
+from convassist.core.limits import AdapterIdPath
 from convassist.core.openapi import error_responses
 from convassist.server.deps import MLDep, OwnerDep, SessionDep, SettingsDep
 from convassist.server.models import SampleSource
@@ -140,6 +141,6 @@ async def deactivate_adapter(_: OwnerDep, ml: MLDep) -> dict[str, Any]:
 
 
 @router.post("/adapters/{adapter_id}/activate", responses=error_responses(404, 504))
-async def activate_adapter(adapter_id: str, _: OwnerDep, ml: MLDep) -> dict[str, Any]:
+async def activate_adapter(adapter_id: AdapterIdPath, _: OwnerDep, ml: MLDep) -> dict[str, Any]:
     """Hot-swap this adapter into the ML service."""
     return await ml.activate_adapter(adapter_id)

@@ -12,8 +12,8 @@ from typing import Any, TypeVar
 from sqlalchemy import Select, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from convassist.core.errors import NotFound
-from convassist.server.models import SampleSource, TrainingSample
+from convassist.core.errors import NotFound, Unprocessable
+from convassist.server.models import Conversation, SampleSource, TrainingSample
 from convassist.server.pagination import decode_timed_cursor, encode_cursor
 from convassist.server.training.schemas import SampleCreate, SampleUpdate
 
@@ -68,12 +68,16 @@ async def get_sample(session: AsyncSession, sample_id: uuid.UUID) -> TrainingSam
 
 
 async def create_manual(session: AsyncSession, body: SampleCreate) -> TrainingSample:
+    """A manual sample; 422 `unknown_conversation` if `conversationId` names none."""
+    conversation_id = body.conversation_id
+    if conversation_id is not None and await session.get(Conversation, conversation_id) is None:
+        raise Unprocessable("No conversation has this conversationId.", code="unknown_conversation")
     sample = TrainingSample(
         input_context=body.input_context,
         expected_output=body.expected_output,
         source=SampleSource.MANUAL,
         quality=body.quality,
-        conversation_id=body.conversation_id,
+        conversation_id=conversation_id,
     )
     session.add(sample)
     await session.flush()

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from convassist.core.errors import AppError
+from convassist.core.limits import AdapterIdPath
 from convassist.server.deps import MLDep
 from convassist.server.ml_client import MLServiceError
 from convassist.server.web.charts import perplexities
@@ -90,6 +91,8 @@ async def use_base_model(request: Request, viewer: FormViewer, ml: MLDep) -> Res
 
 
 @router.post("/training/adapters/{adapter_id}/activate")
-async def activate(adapter_id: str, request: Request, viewer: FormViewer, ml: MLDep) -> Response:
+async def activate(
+    adapter_id: AdapterIdPath, request: Request, viewer: FormViewer, ml: MLDep
+) -> Response:
     await ml.activate_adapter(adapter_id)
     return await _panel(request, viewer, ml, toast=f"Suggestions now use adapter {adapter_id}.")
