@@ -1,5 +1,6 @@
 # Conversation Assistant — the two set-up commands:
 #   make up     install and run the whole system (SQLite, no Redis, bundled model)
+#   make demo   (no Mac?) load one person's texting from a public corpus, then `make up`
 #   make test   install dev tools and run lint, type check and the test suite
 
 PYTHON ?= python3
@@ -10,10 +11,11 @@ PIP    := $(BIN)/python -m pip
 TORCH  := torch==2.13.0
 
 .DEFAULT_GOAL := help
-.PHONY: help up test lint typecheck format unit bench clean
+.PHONY: help up demo test lint typecheck format unit bench clean
 
 help:
 	@echo "make up     install and run the whole system (server :3100, ML service :8100)"
+	@echo "make demo   load demo conversations (BYU Chit-Chat corpus) for trying it without a Mac"
 	@echo "make test   install dev dependencies, then lint, type check and run all tests"
 	@echo "make lint | typecheck | unit | format | clean"
 
@@ -37,6 +39,10 @@ $(VENV)/.stamp-dev: pyproject.toml | $(BIN)/python
 up: $(VENV)/.stamp-run
 	$(BIN)/convassist db upgrade
 	$(BIN)/convassist up
+
+demo: $(VENV)/.stamp-run
+	$(PIP) install --quiet -e ".[demo]"
+	$(BIN)/convassist demo
 
 lint: $(VENV)/.stamp-dev
 	$(BIN)/ruff check src tests bench

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
-import json
 import os
 import secrets
 import socket
@@ -28,11 +26,11 @@ ML_AUTH = {"Authorization": f"Bearer {ML_TOKEN}"}
 
 
 def load_chitchat() -> dict[str, Any]:
-    """The BYU Chit-Chat corpus (`CHITCHAT`, see its SOURCE.md): conversation id →
-    {"messages": [turn, …], …}, a turn being a list of one sender's messages."""
-    with gzip.open(CHITCHAT, "rt", encoding="utf-8") as handle:
-        corpus: dict[str, Any] = json.load(handle)
-    return corpus
+    """The BYU Chit-Chat corpus at `CHITCHAT` (see its SOURCE.md), read by the product's one
+    loader (`convassist demo`'s): conversation id → {"messages": [turn, …], …}."""
+    from convassist.server.demo.corpus import load_corpus
+
+    return load_corpus(CHITCHAT)
 
 
 def free_port() -> int:

@@ -37,7 +37,6 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +55,14 @@ from bench.common import (  # noqa: E402
     owner_headers,
 )
 
-from convassist.core.prompt import REPLY_STOP, clean_text, extract_reply  # noqa: E402
+from convassist.core.prompt import REPLY_STOP, extract_reply  # noqa: E402
 from convassist.core.training import DEFAULT_HOLDOUT_FRACTION  # noqa: E402
 from convassist.ml.lora.dataset import Sample, read_samples, split_by_conversation, usable  # noqa: E402
+from convassist.server.demo.corpus import (  # noqa: E402
+    most_conversations,
+    pick_conversations,
+    sync_payload,
+)
 from convassist.server.training.jobs import snapshot_path  # noqa: E402
 
 PERPLEXITY_GOAL = 0.20
@@ -74,67 +78,6 @@ def load_corpus() -> dict[str, Conversation]:
     if not CHITCHAT.is_file():
         raise SystemExit(f"The Chit-Chat corpus is not at {CHITCHAT}; see docs/DEVELOPMENT.md.")
     return load_chitchat()
-
-
-def most_conversations(corpus: dict[str, Conversation]) -> str:
-    counts = Counter(
-        sender
-        for conversation in corpus.values()
-        for sender in {turn[0]["sender"] for turn in conversation["messages"]}
-    )
-    return counts.most_common(1)[0][0]
-
-
-def replies_in(conversation: Conversation, me: str) -> int:
-    """The person's replies: their first non-empty message after one from the other side."""
-    count, previous_incoming = 0, False
-    for turn in conversation["messages"]:
-        for message in turn:
-            if not clean_text(message["text"]):
-                continue
-            mine = message["sender"] == me
-            count += mine and previous_incoming
-            previous_incoming = not mine
-    return count
-
-
-def pick_conversations(
-    corpus: dict[str, Conversation], me: str, replies: int
-) -> list[tuple[str, Conversation]]:
-    chosen: list[tuple[str, Conversation]] = []
-    total = 0
-    for conversation_id, conversation in corpus.items():
-        if total >= replies:
-            break
-        senders = {turn[0]["sender"] for turn in conversation["messages"]}
-        if me in senders and len(senders) == 2:
-            chosen.append((conversation_id, conversation))
-            total += replies_in(conversation, me)
-    return chosen
-
-
-def sync_payload(conversation_id: str, conversation: Conversation, me: str) -> dict[str, Any]:
-    """One conversation as the agent would send it; times made strictly increasing (the
-    corpus has one-second resolution, chat.db has nanoseconds)."""
-    other = next(t[0]["sender"] for t in conversation["messages"] if t[0]["sender"] != me)
-    messages: list[dict[str, Any]] = []
-    previous: datetime | None = None
-    for number, message in enumerate(m for turn in conversation["messages"] for m in turn):
-        sent = datetime.fromisoformat(message["timestamp"].replace("Z", "+00:00"))
-        if previous is not None and sent <= previous:
-            sent = previous + timedelta(milliseconds=1)
-        previous = sent
-        mine = message["sender"] == me
-        messages.append(
-            {
-                "imessageGuid": f"{conversation_id}-{number}",
-                "senderId": None if mine else other,
-                "direction": "outgoing" if mine else "incoming",
-                "text": message["text"],
-                "sentAt": sent.isoformat(),
-            }
-        )
-    return {"conversationId": conversation_id, "participants": [other], "messages": messages}
 
 
 async def sync_all(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from convassist import __version__
-from convassist.cli import admin, agent, db, ml, models, server
+from convassist.cli import admin, agent, db, demo, ml, models, server
 from convassist.cli.eval import evaluate
 from convassist.core.private import restrict_umask
 
@@ -25,6 +25,7 @@ app.command("up")(server.up)
 app.command("ml")(ml.serve)
 app.command("worker")(ml.worker)
 app.command("eval")(evaluate)
+app.command("demo")(demo.demo)
 
 
 def _version(value: bool) -> None:

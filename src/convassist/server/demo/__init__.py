@@ -1,0 +1,1 @@
+"""`convassist demo`: a public texting corpus loaded as if a device had synced it."""
