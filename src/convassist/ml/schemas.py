@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, field_validator
 
 from convassist import ML_SERVICE_ID
+from convassist.core.limits import SEED_SPACE
 from convassist.core.schemas import APIModel, RequestModel
 from convassist.core.training import (
     DEFAULT_EPOCHS,
@@ -14,7 +15,6 @@ from convassist.core.training import (
     DEFAULT_LEARNING_RATE,
     DEFAULT_LORA_RANK,
 )
-from convassist.core.limits import SEED_SPACE
 from convassist.ml.llm import Generation, GenerationParams
 from convassist.ml.manifest import DEFAULT_STOP
 from convassist.ml.native import NativeStatus
