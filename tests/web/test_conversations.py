@@ -33,6 +33,7 @@ async def test_empty_list_says_how_conversations_arrive(web: Browser) -> None:
     text = text_of((await web.get("/conversations")).text)
     assert "No conversations yet" in text
     assert "Approve your Mac on the Devices page" in text
+    assert "No Mac? Run convassist demo on the server" in text
 
 
 async def test_list_is_newest_first_with_counts_and_pages_by_cursor(
