@@ -6,6 +6,7 @@ import typer
 
 from convassist import __version__
 from convassist.cli import admin, agent, db, demo, ml, models, server
+from convassist.cli.doctor import doctor
 from convassist.cli.eval import evaluate
 from convassist.core.private import restrict_umask
 
@@ -25,6 +26,7 @@ app.command("up")(server.up)
 app.command("ml")(ml.serve)
 app.command("worker")(ml.worker)
 app.command("eval")(evaluate)
+app.command("doctor")(doctor)
 app.command("demo")(demo.demo)
 
 

@@ -78,7 +78,7 @@ def _announce_setup(settings: ServerSettings, url: str) -> None:
     at this terminal: never logged); once there is one, forget any old code."""
     from convassist.server.auth.setup import discard_code, issue_code, setup_url
 
-    if _owner_configured(url):
+    if owner_configured(url):
         discard_code(settings)
         return
     link = setup_url(settings, issue_code(settings))
@@ -90,7 +90,8 @@ def _announce_setup(settings: ServerSettings, url: str) -> None:
     console.print("Or run [bold]convassist admin set-password[/] on this machine.", highlight=False)
 
 
-def _owner_configured(url: str) -> bool:
+def owner_configured(url: str) -> bool:
+    """Whether the owner password is set in the (migrated) database at `url`."""
     import asyncio
 
     from convassist.core.db import create_engine, create_sessionmaker

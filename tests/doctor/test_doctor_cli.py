@@ -1,0 +1,110 @@
+"""`convassist doctor` as a person (the table) and a script (`--json`) run it, against a real
+ML service."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from convassist.core.settings import ServerSettings
+from convassist.doctor.result import Context, Status
+from convassist.doctor.services import check_ml_service
+from convassist.ml.settings import MLSettings
+from tests.support.services import ML_TOKEN, clean_env, free_port, ml_service
+
+pytestmark = pytest.mark.slow
+WRONG_TOKEN = "not-the-ml-service-token-at-all"
+
+
+@pytest.fixture(scope="module")
+def ml_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with ml_service(tmp_path_factory.mktemp("ml")) as base:
+        yield base
+
+
+def server_context(tmp_path: Path, url: str, token: str) -> Context:
+    server = ServerSettings(
+        _env_file=None, data_dir=tmp_path, ml_service_url=url, ml_service_token=token
+    )
+    return Context(server=server, ml=MLSettings(_env_file=None, data_dir=tmp_path))
+
+
+def test_the_ml_service_check_accepts_the_servers_token(tmp_path: Path, ml_url: str) -> None:
+    outcome = check_ml_service(server_context(tmp_path, ml_url, ML_TOKEN))
+    assert outcome.status is Status.OK, outcome
+    assert "serving smollm2-135m-instruct" in outcome.summary
+
+
+def test_a_wrong_ml_token_fails_with_the_fix(tmp_path: Path, ml_url: str) -> None:
+    outcome = check_ml_service(server_context(tmp_path, ml_url, WRONG_TOKEN))
+    assert outcome.status is Status.FAIL
+    assert "refused the server's token" in outcome.summary
+    assert outcome.fix is not None and "same ML_SERVICE_TOKEN" in outcome.fix
+
+
+def test_an_unreachable_ml_service_fails_with_how_to_start_it(tmp_path: Path) -> None:
+    outcome = check_ml_service(
+        server_context(tmp_path, f"http://127.0.0.1:{free_port()}", ML_TOKEN)
+    )
+    assert outcome.status is Status.FAIL
+    assert "not reachable" in outcome.summary
+    assert outcome.fix is not None and "convassist up" in outcome.fix
+
+
+def doctor(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "convassist", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        input="long enough password\n",
+    )
+
+
+@pytest.fixture
+def installed(tmp_path: Path, ml_url: str) -> dict[str, str]:
+    """A set-up installation: migrated database, owner password, the ML service's token."""
+    env = clean_env(
+        CONVASSIST_DATA_DIR=str(tmp_path / "data"),
+        ML_SERVICE_URL=ml_url,
+        ML_SERVICE_TOKEN=ML_TOKEN,
+        ML_SERVICE_THREADS="2",
+        COLUMNS="200",
+    )
+    assert doctor(env, "db", "upgrade").returncode == 0
+    assert doctor(env, "admin", "set-password", "--password-stdin").returncode == 0
+    return env
+
+
+def test_doctor_json_is_green_on_a_set_up_installation(installed: dict[str, str]) -> None:
+    result = doctor(installed, "doctor", "--json")
+    report = json.loads(result.stdout)
+    assert result.returncode == 0, report
+    assert report["ok"] is True
+    statuses = {check["id"]: check["status"] for check in report["checks"]}
+    for check in ("python", "cpu", "model", "generation", "database", "owner", "ml_service"):
+        assert statuses[check] == "ok", report
+    assert statuses["permissions"] == "ok", report
+    assert statuses["redis"] == statuses["agent_chat_db"] == "skip"
+
+
+def test_doctor_fails_with_exit_1_and_says_how_to_fix(installed: dict[str, str]) -> None:
+    env = {**installed, "ML_SERVICE_TOKEN": WRONG_TOKEN}
+    result = doctor(env, "doctor", "--json")
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    assert report["ok"] is False
+    (ml,) = [check for check in report["checks"] if check["id"] == "ml_service"]
+    assert ml["status"] == "fail" and "ML_SERVICE_TOKEN" in ml["fix"]
+
+    table = doctor(env, "doctor")
+    assert table.returncode == 1
+    assert "ML service" in table.stdout and "✗ fail" in table.stdout
+    assert "Fix: Give the server and the ML service the same ML_SERVICE_TOKEN" in table.stdout
+    assert "Traceback" not in table.stderr
