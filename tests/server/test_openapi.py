@@ -109,11 +109,21 @@ async def test_every_error_answer_matches_the_declared_schema(
             "/api/conversations", params={"limit": 0}), 422),
         ("get", "/api/training/adapters", await owner_client.get("/api/training/adapters"), 503),
     ]  # fmt: skip
+    setup = {"code": "not-the-code", "password": "a long enough password"}
+    cases.append(("post", "/api/auth/setup", await anon.post("/api/auth/setup", json=setup), 409))
     for attempt in range(30):
         login = await anon.post("/api/auth/login", json={"password": f"wrong {attempt}"})
         if login.status_code == 429:
             break
     cases.append(("post", "/api/auth/login", login, 429))
+    device_body = {"name": "Mac", "hardwareId": "HW", "platform": "macOS", "osVersion": "15.1"}
+    for attempt in range(30):
+        registered = await anon.post(
+            "/api/devices/register", json={**device_body, "hardwareId": f"HW-{attempt}"}
+        )
+        if registered.status_code == 429:
+            break
+    cases.append(("post", "/api/devices/register", registered, 429))
     for method, path, response, status in cases:
         assert response.status_code == status, (method, path, response.text)
         assert_declared(spec, method, path, response)
