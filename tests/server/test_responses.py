@@ -277,6 +277,25 @@ async def test_ml_service_down_then_back(
     assert retry.json()["status"] == "completed"
 
 
+async def test_a_server_with_another_token_cannot_use_the_ml_service(
+    ml_app: object,
+    owner_client: httpx.AsyncClient,
+    device_client: httpx.AsyncClient,
+    ml_service_url: str,
+) -> None:
+    await _sync_conversation(device_client)
+    ids = await _message_ids(ml_app)
+    wrong = MLClient(ml_service_url, timeout=60, token="not-" + ML_TOKEN)
+    ml_app.state.ml_client = wrong  # type: ignore[attr-defined]
+    refused = await _generate(owner_client, ids["guid-2"])
+    assert refused.status_code == 503
+    assert refused.json()["error"] == "ml_service_unauthorized"
+    assert "ML_SERVICE_TOKEN" in refused.json()["detail"]
+    [failed] = (await owner_client.get("/api/responses?status=failed")).json()["items"]
+    assert "refused the server's token" in failed["error"]
+    await wrong.aclose()
+
+
 async def test_ml_service_too_slow_is_a_504(
     ml_app: object,
     owner_client: httpx.AsyncClient,

@@ -31,6 +31,17 @@ async def test_ml_service_down_is_explained_not_dumped(app: Any, web: Browser) -
 
 
 @pytest.mark.slow
+async def test_a_refused_token_is_named_with_its_fix(
+    app: Any, web: Browser, ml_service_url: str
+) -> None:
+    app.state.ml_client = MLClient(ml_service_url, timeout=30, token="not-" + ML_TOKEN)
+    text = text_of((await web.get("/status")).text)
+    assert "ML service Token refused" in text
+    assert "same ML_SERVICE_TOKEN" in text
+    assert "Start it with convassist ml" not in text
+
+
+@pytest.mark.slow
 async def test_running_ml_service_shows_model_cache_and_queue(
     app: Any, web: Browser, ml_service_url: str
 ) -> None:

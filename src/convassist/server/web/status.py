@@ -33,6 +33,7 @@ class MLStatus:
     url: str
     reachable: bool
     error: str | None = None
+    code: str | None = None  # why it is not usable, e.g. ml_service_unauthorized
     health: dict[str, Any] | None = None
     latency_ms: float | None = None
 
@@ -61,7 +62,7 @@ async def ml_status(ml: MLDep) -> MLStatus:
     try:
         health = await ml.health()
     except AppError as exc:
-        return MLStatus(url=ml.base_url, reachable=False, error=exc.detail)
+        return MLStatus(url=ml.base_url, reachable=False, error=exc.detail, code=exc.code)
     latency = (time.perf_counter() - started) * 1000
     return MLStatus(url=ml.base_url, reachable=True, health=health, latency_ms=latency)
 
