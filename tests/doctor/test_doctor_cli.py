@@ -7,15 +7,20 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
+import httpx
 import pytest
 
+from convassist.agent.client import TokenGrant
+from convassist.agent.registration import save_grant
 from convassist.core.settings import ServerSettings
+from convassist.doctor.agent import check_agent_server, check_agent_token
 from convassist.doctor.result import Context, Status
 from convassist.doctor.services import check_ml_service
 from convassist.ml.settings import MLSettings
-from tests.support.services import ML_TOKEN, clean_env, free_port, ml_service
+from tests.support.services import ML_TOKEN, clean_env, free_port, ml_service, running
 
 pytestmark = pytest.mark.slow
 WRONG_TOKEN = "not-the-ml-service-token-at-all"
@@ -108,3 +113,42 @@ def test_doctor_fails_with_exit_1_and_says_how_to_fix(installed: dict[str, str])
     assert "ML service" in table.stdout and "✗ fail" in table.stdout
     assert "Fix: Give the server and the ML service the same ML_SERVICE_TOKEN" in table.stdout
     assert "Traceback" not in table.stderr
+
+
+def test_a_mac_registered_with_the_real_server_passes_the_agent_checks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = clean_env(
+        CONVASSIST_DATA_DIR=str(tmp_path / "server"),
+        CONVASSIST_DEVICE_POLL_INTERVAL="0",
+        CONVASSIST_LOG_FORMAT="json",
+    )
+    assert doctor(env, "admin", "set-password", "--password-stdin").returncode == 0
+    with running(["server", "--port", str(port)], f"{base}/api/health", env):
+        device = {"name": "Test Mac", "hardwareId": "hw-1", "platform": "macos", "osVersion": "15"}
+        reg = httpx.post(f"{base}/api/devices/register", json=device).json()
+        login = httpx.post(f"{base}/api/auth/login", json={"password": "long enough password"})
+        owner = {"Authorization": f"Bearer {login.json()['token']}"}
+        approved = httpx.post(
+            f"{base}/api/devices/approve", json={"code": reg["code"]}, headers=owner
+        )
+        assert approved.status_code == 200, approved.text
+        grant = httpx.post(
+            f"{base}/api/devices/verify", json={"deviceId": reg["deviceId"], "code": reg["code"]}
+        ).json()
+
+        monkeypatch.setenv("CONVASSIST_DATA_DIR", str(tmp_path / "mac"))
+        monkeypatch.setenv("CONVASSIST_AGENT_TOKEN_STORE", "file")
+        context = server_context(tmp_path, base, ML_TOKEN)
+        context.platform = "darwin"
+        expires = datetime.fromisoformat(grant["expiresAt"].replace("Z", "+00:00"))
+        token = TokenGrant(grant["deviceId"], grant["token"], expires)
+        save_grant(context.agent, base, "Test Mac", token)
+
+        assert check_agent_token(context).status is Status.OK
+        outcome = check_agent_server(context)
+        assert outcome.status is Status.OK, outcome
+        assert f"{base} is a Conversation Assistant server" in outcome.summary
+        assert "knows this Mac" in outcome.summary
