@@ -77,6 +77,25 @@ async def test_activation_hot_swaps_the_adapter_and_deactivation_restores_the_ba
     assert direct.candidates[0].text.startswith(base["response"])
 
 
+async def test_without_the_token_a_stored_adapter_is_not_activated(
+    make_client: AppFactory, manager: LLMManager, stored: AdapterInfo
+) -> None:
+    base_version = manager.model_version
+    async with make_client() as client:
+        wrong = {"Authorization": "Bearer " + "w" * 32}
+        assert (
+            await client.post(f"/adapters/{stored.id}/activate", headers=wrong)
+        ).status_code == 401
+        token = client.headers.pop("Authorization")
+        assert (await client.post(f"/adapters/{stored.id}/activate")).status_code == 401
+        assert manager.model_version == base_version
+        client.headers["Authorization"] = token
+        assert (await client.get("/adapters")).json()["active"] is None
+    async with make_client() as client:  # and a restart restores nothing
+        assert (await client.get("/adapters")).json()["active"] is None
+    assert manager.model_version == base_version
+
+
 async def test_a_swap_never_lands_inside_a_request(
     manager: LLMManager, stored: AdapterInfo
 ) -> None:
