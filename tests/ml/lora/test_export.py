@@ -23,6 +23,17 @@ from convassist.ml.lora.trainer import TrainConfig, add_lora
 from convassist.ml.native import load_llama
 from tests.ml.lora.conftest import TrainedAdapter
 
+ARGMAX_TOLERANCE = 1.0
+"""Logits. llama.cpp's top token must be one peft scores within this of its own top token.
+Quantization noise (Q4_1 weights, 8-bit activations) moves the top-5 logits by up to 0.50
+here (mean-centred, default adapter), so it can swap two tokens closer than about twice that
+(a build without AMX swapped 12.63 and 12.54), never a clear winner."""
+
+MIN_CHANGE_CORRELATION = 0.97
+"""Of the logit changes an adapter makes in peft and in llama.cpp. Quantization noise grows
+with the change: the random every-projection adapter gives 0.979 on an AMD EPYC (AVX2 build)
+and the trained one over 0.98; leaving out the q/k permutation gives under 0.9."""
+
 PROMPTS = [
     "Them: are we still on for lunch tomorrow\nMe:",
     "Them: my laptop died in the middle of class\nMe: no way dude\nThem: for real?\nMe:",
@@ -68,25 +79,40 @@ def deltas(
     return out
 
 
+def top_agrees(reference: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """Per position: `other`'s top token is one `reference` scores within ARGMAX_TOLERANCE
+    of its top (the same prediction up to a near tie)."""
+    picked = reference[np.arange(len(reference)), other.argmax(-1)]
+    return np.asarray(picked >= reference.max(-1) - ARGMAX_TOLERANCE)
+
+
+def test_top_agreement_forgives_near_ties_only() -> None:
+    reference = np.zeros((2, 30000))
+    reference[:, 335], reference[:, 21285] = 12.63, 12.54  # the near tie from the AMX machine
+    swapped = reference.copy()
+    swapped[:, 335], swapped[:, 21285] = 12.54, 12.63
+    assert top_agrees(reference, swapped).all()
+    reference[1, 335] = 15.0  # a clear winner (margin 2.46) swapped is a disagreement
+    assert top_agrees(reference, swapped).tolist() == [True, False]
+
+
 def test_llama_cpp_with_the_adapter_matches_peft(
     trained_adapter: TrainedAdapter, tokenizer: LlamaTokenizer, default_model_path: Path
 ) -> None:
-    sure_positions = 0
+    untuned_disagreements = 0
     for peft_tuned, peft_base, llama_tuned, llama_base in deltas(
         trained_adapter, tokenizer, default_model_path, trained_adapter.path
     ):
         peft_change = (peft_tuned - peft_base).ravel()
         llama_change = (llama_tuned - llama_base).ravel()
         assert peft_change.std() > 1.0  # the adapter really changes the model
-        assert np.corrcoef(peft_change, llama_change)[0, 1] > 0.98
-        # The next token after "Me:" is the same, and so is every prediction peft is sure of
-        # (quantization noise can only swap near-ties).
-        assert peft_tuned[-1].argmax() == llama_tuned[-1].argmax()
-        top2 = np.sort(peft_tuned, axis=-1)[:, -2:]
-        sure = top2[:, 1] - top2[:, 0] > 2.0
-        assert (peft_tuned.argmax(-1) == llama_tuned.argmax(-1))[sure].all()
-        sure_positions += int(sure.sum())
-    assert sure_positions >= 5
+        assert np.corrcoef(peft_change, llama_change)[0, 1] > MIN_CHANGE_CORRELATION
+        # Every next-token prediction is peft's, up to near ties (quantization noise).
+        assert top_agrees(peft_tuned, llama_tuned).all()
+        untuned_disagreements += int((~top_agrees(peft_tuned, llama_base)).sum())
+    # The check has teeth: llama.cpp without the adapter (an export that did nothing)
+    # predicts other tokens (35 positions here).
+    assert untuned_disagreements >= 5
 
 
 def test_without_the_q_k_permutation_llama_cpp_disagrees(
@@ -153,4 +179,4 @@ def test_every_projection_maps_to_its_llama_cpp_tensor(
         peft_change = (peft_tuned - peft_base).ravel()
         llama_change = (llama_tuned - llama_base).ravel()
         assert peft_change.std() > 1.0
-        assert np.corrcoef(peft_change, llama_change)[0, 1] > 0.98
+        assert np.corrcoef(peft_change, llama_change)[0, 1] > MIN_CHANGE_CORRELATION
