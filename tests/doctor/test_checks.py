@@ -170,7 +170,8 @@ def test_data_dir_permissions(tmp_path: Path) -> None:
     (data / "secret_key").write_text("x")
     (data / "secret_key").chmod(0o600)
     assert check_permissions(ctx).status is Status.OK
-    (data / "training").mkdir(mode=0o755)
+    (data / "training").mkdir()
+    (data / "training").chmod(0o755)  # explicit: the process umask may already be 077
     (data / "training" / "samples.jsonl").write_text("{}")
     (data / "training" / "samples.jsonl").chmod(0o644)
     loose = check_permissions(ctx)

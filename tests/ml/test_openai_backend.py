@@ -17,6 +17,7 @@ from convassist.ml.app import create_app
 from convassist.ml.errors import ModelLoadError
 from convassist.ml.llm import LLMManager, Sampling
 from convassist.ml.openai_backend import OpenAIBackend, api_base
+from convassist.ml.settings import MLSettings
 from tests.ml.conftest import PROMPT, ml_settings
 from tests.support.services import free_port
 
@@ -101,9 +102,9 @@ async def test_the_service_on_the_openai_backend(
     backend = OpenAIBackend(completion_server.url, model="smollm2", api_key=None, timeout=60)
     manager = LLMManager(backend)
     try:
-        app = create_app(ml_settings(tmp_path), llm=manager)
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://ml", timeout=60) as c:
+        settings = ml_settings(tmp_path)
+        app = create_app(settings, llm=manager)
+        async with token_client(app, settings) as c:
             body: dict[str, Any] = {
                 "prompt": PROMPT,
                 "maxTokens": 24,
@@ -129,9 +130,9 @@ async def test_a_dead_backend_fails_requests_and_jobs_clearly(
     manager = LLMManager(OpenAIBackend(server.url, model=None, api_key=None, timeout=30))
     server.stop()
     try:
-        app = create_app(ml_settings(tmp_path), llm=manager)
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://ml", timeout=60) as c:
+        settings = ml_settings(tmp_path)
+        app = create_app(settings, llm=manager)
+        async with token_client(app, settings) as c:
             resp = await c.post("/generate", json={"prompt": PROMPT, "maxTokens": 8})
             assert resp.status_code == 503
             assert "is unreachable" in resp.json()["detail"]
@@ -144,6 +145,16 @@ async def test_a_dead_backend_fails_requests_and_jobs_clearly(
             assert status["status"] == "failed" and "is unreachable" in status["error"]
     finally:
         manager.close()
+
+
+def token_client(app: Any, settings: MLSettings) -> httpx.AsyncClient:
+    """A client of `app` that sends the service's token, as the server does."""
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://ml",
+        timeout=60,
+        headers={"Authorization": f"Bearer {settings.ml_token()}"},
+    )
 
 
 def test_an_unreachable_server_fails_at_start_up() -> None:
