@@ -28,7 +28,6 @@ TEST_POSTGRES_URL = os.environ.get(
 )
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 OWNER_PASSWORD = "correct horse battery staple"
-SHARED_DIR = Path(__file__).resolve().parents[2] / "shared"
 
 
 def _admin_sync_url(url: str) -> str:

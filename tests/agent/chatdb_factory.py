@@ -7,7 +7,6 @@ directory (`CONVASSIST_SHARED_DIR`, default `<repo>/../shared`).
 
 from __future__ import annotations
 
-import os
 import plistlib
 import random
 import sqlite3
@@ -16,9 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SHARED_DIR = Path(
-    os.environ.get("CONVASSIST_SHARED_DIR") or Path(__file__).resolve().parents[3] / "shared"
-)
+from tests.support.shared import SHARED_DIR
+
 CHATDB_FIXTURES = SHARED_DIR / "fixtures" / "chatdb"
 FIXTURE_DB = CHATDB_FIXTURES / "test.db"
 

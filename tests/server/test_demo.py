@@ -24,8 +24,9 @@ from convassist.server.models import (
     SampleSource,
     TrainingSample,
 )
-from tests.conftest import SHARED_DIR, register_device
+from tests.conftest import register_device
 from tests.support.services import clean_env
+from tests.support.shared import SHARED_DIR
 
 SHARED_CORPUS = SHARED_DIR / "data" / "chitchat" / "dataset.json.gz"
 REPLIES = 40
