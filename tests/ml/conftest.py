@@ -159,3 +159,11 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server.start()
     yield server
     server.kill()
+
+
+@pytest.fixture
+async def anyone(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the module's `app` fixture that sends no token of its own."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://ml", timeout=60) as c:
+        yield c

@@ -38,14 +38,6 @@ async def app(tmp_path: Path, manager: LLMManager) -> AsyncIterator[FastAPI]:
         yield application
 
 
-@pytest.fixture
-async def anyone(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    """A client that sends no token of its own."""
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://ml", timeout=60) as c:
-        yield c
-
-
 def requests(app: FastAPI) -> list[tuple[str, str]]:
     """(method, path) of every route the app serves, path parameters filled in."""
     found = []

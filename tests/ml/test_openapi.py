@@ -27,13 +27,6 @@ async def app(tmp_path: Path, manager: LLMManager) -> AsyncIterator[FastAPI]:
         yield application
 
 
-@pytest.fixture
-async def anyone(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://ml", timeout=60) as c:
-        yield c
-
-
 async def test_ml_error_answers_match_the_declared_schema(anyone: httpx.AsyncClient) -> None:
     spec: Spec = (await anyone.get("/openapi.json")).json()
     good = {"Authorization": f"Bearer {TOKEN}"}

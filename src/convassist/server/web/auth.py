@@ -17,14 +17,11 @@ from convassist.server.web.deps import (
     FormViewer,
     PageViewer,
     SignInRequired,
-    Viewer,
     check_csrf,
-    csrf_for,
     page_viewer,
 )
 from convassist.server.web.errors import attempt, safe_next
-from convassist.server.web.formatting import Clock
-from convassist.server.web.render import render
+from convassist.server.web.render import render_signed_out
 
 router = APIRouter()
 
@@ -46,11 +43,8 @@ async def _login_page(
     """The sign-in form; first run's "Create your password" page while there is no owner."""
     if await service.get_owner(session) is None:
         return RedirectResponse("/setup", status_code=303)
-    token, fresh = csrf_for(request)
-    viewer = Viewer(None, token, fresh, Clock.for_request(request))
-    return render(
+    return render_signed_out(
         request,
-        viewer,
         "login.html",
         status_code=status_code,
         next=next_path,

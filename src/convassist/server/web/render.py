@@ -26,7 +26,7 @@ from starlette.types import Scope
 from convassist.server.auth.cookies import set_csrf_cookie
 from convassist.server.deps import CSRF_COOKIE, SESSION_COOKIE
 from convassist.server.web import formatting
-from convassist.server.web.deps import Viewer
+from convassist.server.web.deps import Viewer, csrf_for
 from convassist.server.web.thread import initials, people
 
 HERE = Path(__file__).parent
@@ -93,6 +93,16 @@ def _environment() -> Environment:
 
 
 ENV = _environment()
+
+
+def render_signed_out(
+    request: Request, template: str, *, status_code: int = 200, **context: Any
+) -> HTMLResponse:
+    """A page for a visitor who is not signed in (sign-in, first-run setup), with a CSRF token
+    for its form."""
+    token, fresh = csrf_for(request)
+    viewer = Viewer(None, token, fresh, formatting.Clock.for_request(request))
+    return render(request, viewer, template, status_code=status_code, **context)
 
 
 def render(

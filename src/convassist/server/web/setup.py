@@ -17,10 +17,9 @@ from convassist.core.errors import AppError
 from convassist.server.auth import service, setup
 from convassist.server.auth.cookies import set_session_cookies
 from convassist.server.deps import SessionDep, SettingsDep, client_address
-from convassist.server.web.deps import CSRFRefused, Viewer, check_csrf, csrf_for
+from convassist.server.web.deps import CSRFRefused, check_csrf
 from convassist.server.web.errors import attempt
-from convassist.server.web.formatting import Clock
-from convassist.server.web.render import render
+from convassist.server.web.render import render_signed_out
 
 router = APIRouter()
 
@@ -31,11 +30,8 @@ AFTER_SETUP = "/conversations"
 def _setup_page(
     request: Request, *, code: str, error: str | None = None, status_code: int = 200
 ) -> Response:
-    token, fresh = csrf_for(request)
-    viewer = Viewer(None, token, fresh, Clock.for_request(request))
-    return render(
+    return render_signed_out(
         request,
-        viewer,
         "setup.html",
         status_code=status_code,
         code=code,
