@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from convassist.cli.supervisor import Backoff, Component, Supervisor, exit_reason
+from convassist.cli.supervisor import Backoff, Component, Supervisor
+from convassist.core.processes import exit_reason
 
 FAST = Backoff(first=0.05, cap=0.2, stable=5.0, give_up_after=4)
 

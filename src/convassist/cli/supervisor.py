@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from rich.console import Console
 from rich.text import Text
 
+from convassist.core.processes import exit_reason
+
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 PREFIX_WIDTH = 7
 LINE_LIMIT = 1024 * 1024
@@ -48,16 +50,6 @@ class Backoff:
     def delay(self, failures: int) -> float:
         """Seconds to wait before the restart that follows the `failures`-th quick failure."""
         return float(min(self.cap, self.first * 2 ** max(0, failures - 1)))
-
-
-def exit_reason(returncode: int) -> str:
-    """`exited with code 3`, `killed by SIGSEGV` (asyncio reports a signal as -N)."""
-    if returncode < 0:
-        try:
-            return f"killed by {signal.Signals(-returncode).name}"
-        except ValueError:
-            return f"killed by signal {-returncode}"
-    return f"exited with code {returncode}"
 
 
 class Supervisor:

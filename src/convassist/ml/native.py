@@ -19,7 +19,6 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from convassist.core.logging import get_logger
+from convassist.core.processes import signal_name
 from convassist.ml.errors import ModelLoadError
 from convassist.ml.settings import ExtraBufts, MLSettings
 
@@ -166,12 +166,7 @@ class ProbeOutcome:
 
     @property
     def signal(self) -> str | None:
-        if self.exitcode is None or self.exitcode >= 0:
-            return None
-        try:
-            return signal.Signals(-self.exitcode).name
-        except ValueError:
-            return f"signal {-self.exitcode}"
+        return signal_name(self.exitcode)
 
     @property
     def crashed(self) -> bool:

@@ -29,8 +29,10 @@ from convassist.ml.jobs import (
     saq_queue,
 )
 from convassist.ml.llm import LLMManager
-from convassist.ml.lora.jobs import TRAIN_FUNCTION, WORKER_STOPPED, RedisStore, supervise
+from convassist.ml.lora.jobs import TRAIN_FUNCTION, WORKER_STOPPED
 from convassist.ml.lora.state import JobFiles
+from convassist.ml.lora.store import RedisStore
+from convassist.ml.lora.supervise import supervise
 from convassist.ml.metrics import Metrics
 from convassist.ml.schemas import GenerateRequest
 from convassist.ml.service import GenerationService

@@ -15,7 +15,8 @@ import pytest
 import redis
 
 from convassist.ml.llm import LLMManager
-from convassist.ml.lora.jobs import JOB_KEY_PREFIX, WORKER_LOST
+from convassist.ml.lora.jobs import WORKER_LOST
+from convassist.ml.lora.store import JOB_KEY_PREFIX
 from convassist.ml.worker import build_training_worker
 from tests.ml.conftest import AppFactory, clean_redis, ml_settings
 from tests.ml.lora.test_training_api import TINY, alive, job_body, runner_pid, wait_for

@@ -8,23 +8,20 @@ job at a time (the others wait, `queued`), and keeps each job's state in
 in the Redis hash `conv-assistant:job:<id>` (the worker and the service share the data dir,
 which holds the samples and the adapters).
 
-Whoever started the process (the supervisor) copies the runner's `progress.json` into the
-state every second, with a heartbeat. A job never stays `training` when its process is gone:
-a process that exits without a final report fails the job ("the training process died"); a
-service restarted mid-job fails its jobs at start-up; a worker that stops heartbeating fails
-its job when the job is next read. Cancelling writes `cancelled` (only while the job is not
-finished, atomically), and the supervisor then stops the process: SIGTERM, SIGKILL after 5 s.
+States are kept by `store`, and the process is run by `supervise`. A job never stays
+`training` when its process is gone: a service restarted mid-job fails its jobs at start-up,
+and a worker that stops heartbeating fails its job when the job is next read. Cancelling
+writes `cancelled` (only while the job is not finished, atomically), and the supervisor then
+stops the process.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import re
 import signal
-import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -32,265 +29,29 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError, WatchError
+from redis.exceptions import RedisError
 from saq import Queue
 
 from convassist.core.errors import AppError, Conflict, ServiceUnavailable, Unprocessable
 from convassist.core.logging import get_logger
 from convassist.ml.lora.dataset import Sample, unusable_reason, write_samples
-from convassist.ml.lora.state import FINISHED, JobFiles, JobSpec, read_json, utcnow, write_json
+from convassist.ml.lora.state import FINISHED, JobFiles, JobSpec, utcnow, write_json
+from convassist.ml.lora.store import FileStore, RedisStore, StateStore, public_state
+from convassist.ml.lora.supervise import POLL_SECONDS, pid_is_runner, supervise, terminate
 from convassist.ml.native import NativeStatus
 from convassist.ml.schemas import JOB_ID_PATTERN, TrainingJobState, TrainingRequest
 from convassist.ml.settings import MLSettings
 
 log = get_logger("convassist.ml.training")
 
-RUNNER_MODULE = "convassist.ml.lora.runner"
 TRAIN_FUNCTION = "train"
-JOB_KEY_PREFIX = "conv-assistant:job:"
-STATE_TTL_SECONDS = 30 * 24 * 3600
-POLL_SECONDS = 1.0
-KILL_GRACE_SECONDS = 5.0
 TRAIN_JOB_TIMEOUT = 7 * 24 * 3600
 RESTARTED = "The ML service restarted while the job ran."
 STOPPED = "The ML service stopped while the job ran."
 WORKER_STOPPED = "The worker running this job stopped."
 WORKER_LOST = "The worker running this job stopped responding."
-MISSING = (
-    "The job's files are missing: the worker and the ML service must share CONVASSIST_DATA_DIR."
-)
 TRAIN_MODULES = ("torch", "transformers", "peft", "gguf")
 JOB_ID = re.compile(JOB_ID_PATTERN)
-_PUBLIC = frozenset(TrainingJobState.model_fields) | {
-    field.alias for field in TrainingJobState.model_fields.values() if field.alias
-}
-
-
-class StateStore(Protocol):
-    """Job states (camelCase dicts); `update` only changes a job that is not finished."""
-
-    async def create(self, job_id: str, state: dict[str, Any]) -> bool: ...
-
-    async def get(self, job_id: str) -> dict[str, Any] | None: ...
-
-    async def update(self, job_id: str, changes: dict[str, Any]) -> dict[str, Any] | None:
-        """The new state; None when the job is unknown or already finished."""
-        ...
-
-    async def unfinished(self) -> list[dict[str, Any]]: ...
-
-    async def close(self) -> None: ...
-
-
-class FileStore:
-    """`<root>/<job id>/state.json`, written only by the ML service's event loop."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def _path(self, job_id: str) -> Path:
-        return self.root / job_id / "state.json"
-
-    async def create(self, job_id: str, state: dict[str, Any]) -> bool:
-        path = self._path(job_id)
-        if path.exists():
-            return False
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_json(path, state)
-        return True
-
-    async def get(self, job_id: str) -> dict[str, Any] | None:
-        return read_json(self._path(job_id))
-
-    async def update(self, job_id: str, changes: dict[str, Any]) -> dict[str, Any] | None:
-        state = read_json(self._path(job_id))
-        if state is None or state.get("status") in FINISHED:
-            return None
-        state.update(changes)
-        write_json(self._path(job_id), state)
-        return state
-
-    async def unfinished(self) -> list[dict[str, Any]]:
-        if not self.root.is_dir():
-            return []
-        states = [read_json(entry / "state.json") for entry in self.root.iterdir()]
-        return [s for s in states if s is not None and s.get("status") not in FINISHED]
-
-    async def close(self) -> None:
-        return None
-
-
-class RedisStore:
-    """The hash `conv-assistant:job:<id>` (`status`, and the whole state as JSON)."""
-
-    def __init__(self, redis: aioredis.Redis[bytes]) -> None:
-        self.redis = redis
-
-    @staticmethod
-    def key(job_id: str) -> str:
-        return JOB_KEY_PREFIX + job_id
-
-    async def create(self, job_id: str, state: dict[str, Any]) -> bool:
-        key = self.key(job_id)
-        created = await self.redis.hsetnx(key, "status", str(state["status"]))
-        if not created:
-            return False
-        await self.redis.hset(key, "state", json.dumps(state))
-        await self.redis.expire(key, STATE_TTL_SECONDS)
-        return True
-
-    async def get(self, job_id: str) -> dict[str, Any] | None:
-        raw = await self.redis.hget(self.key(job_id), "state")
-        return dict(json.loads(raw)) if raw else None
-
-    async def update(self, job_id: str, changes: dict[str, Any]) -> dict[str, Any] | None:
-        key = self.key(job_id)
-        async with self.redis.pipeline() as pipe:
-            while True:
-                try:
-                    await pipe.watch(key)
-                    raw = await pipe.hget(key, "state")
-                    if not raw:
-                        return None
-                    state: dict[str, Any] = json.loads(raw)
-                    if state.get("status") in FINISHED:
-                        return None
-                    state.update(changes)
-                    pipe.multi()
-                    pipe.hset(key, mapping={"status": state["status"], "state": json.dumps(state)})
-                    await pipe.execute()
-                    return state
-                except WatchError:
-                    continue
-
-    async def unfinished(self) -> list[dict[str, Any]]:
-        states = []
-        async for key in self.redis.scan_iter(match=JOB_KEY_PREFIX + "*", count=500):
-            status = await self.redis.hget(key, "status")
-            if status is not None and status.decode() not in FINISHED:
-                state = await self.get(key.decode()[len(JOB_KEY_PREFIX) :])
-                if state is not None:
-                    states.append(state)
-        return states
-
-    async def close(self) -> None:
-        await self.redis.aclose()  # type: ignore[attr-defined]  # types-redis predates aclose
-
-
-def public_state(state: dict[str, Any]) -> TrainingJobState:
-    return TrainingJobState.model_validate({k: v for k, v in state.items() if k in _PUBLIC})
-
-
-async def terminate(process: asyncio.subprocess.Process) -> None:
-    """SIGTERM (the runner reports `cancelled` and exits), SIGKILL if it lingers."""
-    with contextlib.suppress(ProcessLookupError):
-        process.terminate()
-    try:
-        await asyncio.wait_for(process.wait(), KILL_GRACE_SECONDS)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-        await process.wait()
-
-
-def _exit_description(code: int | None) -> str:
-    if code is None:
-        return "still running"
-    if code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit status {code}"
-
-
-async def supervise(
-    job_id: str,
-    files: JobFiles,
-    store: StateStore,
-    *,
-    stopped: str,
-    beat: Callable[[], Awaitable[Any]] | None = None,
-    started: Callable[[asyncio.subprocess.Process], None] | None = None,
-) -> dict[str, Any] | None:
-    """Run the job's process to its end, mirroring its progress into `store`.
-
-    If this coroutine is cancelled (its owner stops), the process is stopped and the job
-    fails with the message `stopped`.
-    """
-    if not files.spec.is_file():
-        await store.update(job_id, {"status": "failed", "error": MISSING, "completedAt": utcnow()})
-        return await store.get(job_id)
-    if await store.update(job_id, {"status": "training", "heartbeatAt": utcnow()}) is None:
-        return await store.get(job_id)  # cancelled while it waited
-    files.progress.unlink(missing_ok=True)
-    with files.log.open("ab") as log_file:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            RUNNER_MODULE,
-            str(files.directory),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=log_file,
-            start_new_session=True,
-        )
-    files.pid.write_text(str(process.pid))
-    if started is not None:
-        started(process)
-    log.info("training_started", job_id=job_id, pid=process.pid)
-    try:
-        await _mirror(job_id, files, store, process, beat)
-    except asyncio.CancelledError:  # our owner is shutting down: the job cannot go on
-        await terminate(process)
-        await store.update(job_id, {"status": "failed", "error": stopped, "completedAt": utcnow()})
-        raise
-    final = read_json(files.progress)
-    if final is not None and final.get("status") in FINISHED:
-        changes = {k: v for k, v in final.items() if k in _PUBLIC and k != "jobId"}
-    else:
-        changes = {
-            "status": "failed",
-            "error": f"The training process died ({_exit_description(process.returncode)}).",
-            "completedAt": utcnow(),
-        }
-    await store.update(job_id, changes)
-    state = await store.get(job_id)
-    log.info("training_finished", job_id=job_id, status=state and state.get("status"))
-    return state
-
-
-async def _mirror(
-    job_id: str,
-    files: JobFiles,
-    store: StateStore,
-    process: asyncio.subprocess.Process,
-    beat: Callable[[], Awaitable[Any]] | None,
-) -> None:
-    """Copy progress into the store every second until the process ends (or is cancelled)."""
-    while True:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(process.wait(), POLL_SECONDS)
-        if process.returncode is not None:
-            return
-        progress = read_json(files.progress) or {}
-        changes: dict[str, Any] = {
-            k: progress[k] for k in ("progress", "metrics", "startedAt") if k in progress
-        }
-        if await store.update(job_id, {**changes, "heartbeatAt": utcnow()}) is None:
-            await terminate(process)  # the job was cancelled
-            return
-        if beat is not None:
-            await beat()
-
-
-def pid_is_runner(pid: int, job_dir: Path) -> bool:
-    """Whether `pid` is still this job's runner process (Linux: its command line)."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return RUNNER_MODULE.encode() in cmdline and str(job_dir).encode() in cmdline
 
 
 class ServedModel(Protocol):
