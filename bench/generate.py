@@ -13,7 +13,7 @@ calls), so both see the same CPU conditions and generate the same tokens. Goals:
 <= 1.10x direct (p50; the median of per-seed ratios is printed too, being robust to a busy
 machine); cached p50 < 5 ms.
 
-First it compares llama.cpp's two load configurations (`ml/native.py`), direct calls only:
+First it compares llama.cpp's two load configurations (`ml/models/native.py`), direct calls only:
 extra buffer types on (`default`, the weight repack) and off (`safe`), alternating seed by
 seed after a warm-up, and prints each one's median tokens/s and their ratio. On a CPU with
 Intel AMX the default one would crash, so only `safe` is measured there.
@@ -39,9 +39,9 @@ sys.path.insert(0, str(REPO))
 
 from tests.support.services import ML_AUTH, ML_TOKEN, clean_env, free_port, wait_healthy  # noqa: E402
 
-from convassist.ml.llama_backend import default_threads  # noqa: E402
-from convassist.ml.manifest import DEFAULT_STOP, load_manifest  # noqa: E402
-from convassist.ml.native import (  # noqa: E402
+from convassist.ml.backends.llama import default_threads  # noqa: E402
+from convassist.ml.models.manifest import DEFAULT_STOP, load_manifest  # noqa: E402
+from convassist.ml.models.native import (  # noqa: E402
     ConfigName,
     cpu_flags,
     has_amx,

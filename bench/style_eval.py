@@ -57,7 +57,7 @@ from bench.common import (  # noqa: E402
 
 from convassist.core.prompt import REPLY_STOP, extract_reply  # noqa: E402
 from convassist.core.training import DEFAULT_HOLDOUT_FRACTION  # noqa: E402
-from convassist.ml.lora.dataset import Sample, read_samples, split_by_conversation, usable  # noqa: E402
+from convassist.ml.training.dataset import Sample, read_samples, split_by_conversation, usable  # noqa: E402
 from convassist.server.demo.corpus import (  # noqa: E402
     most_conversations,
     pick_conversations,

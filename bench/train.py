@@ -6,7 +6,7 @@ history samples are; synthetic chats when the corpus is absent.
 
 1. Training tokens/s (tokens processed, padding excluded), in the same run on the same
    batches (our length-bucketed batches, contexts cut to ML_SERVICE_TRAIN_MAX_CONTEXT):
-   * ours: `convassist.ml.lora.trainer.train` (bf16 autocast where the CPU has it, output
+   * ours: `convassist.ml.training.trainer.train` (bf16 autocast where the CPU has it, output
      layer on reply tokens only, quality-weighted loss, progress callback);
    * raw:  a plain peft/torch loop, same precision: `model(input_ids, attention_mask,
      labels).loss`, AdamW. Goal: ours >= 0.8x raw.
@@ -47,11 +47,11 @@ from convassist.core.training import (  # noqa: E402
     DEFAULT_MAX_CONTEXT,
     MLP_MODULES,
 )
-from convassist.ml.llm import Sampling  # noqa: E402
-from convassist.ml.lora import dataset, export, trainer  # noqa: E402
-from convassist.ml.lora.dataset import Example, Sample  # noqa: E402
-from convassist.ml.lora.state import JobFiles, JobSpec, read_json, write_json  # noqa: E402
-from convassist.ml.manifest import load_manifest  # noqa: E402
+from convassist.ml.backends.base import Sampling  # noqa: E402
+from convassist.ml.models.manifest import load_manifest  # noqa: E402
+from convassist.ml.training import dataset, export, trainer  # noqa: E402
+from convassist.ml.training.dataset import Example, Sample  # noqa: E402
+from convassist.ml.training.files import JobFiles, JobSpec, read_json, write_json  # noqa: E402
 
 HISTORY = 10
 
@@ -162,8 +162,8 @@ def bench_naive(base: Any, samples: list[Sample], tok: dataset.LlamaTokenizer) -
 
 
 def bench_generation(model_path: Path, adapter: Path, runs: int) -> tuple[float, float]:
-    from convassist.ml.llama_backend import LlamaBackend
-    from convassist.ml.manifest import ResolvedModel
+    from convassist.ml.backends.llama import LlamaBackend
+    from convassist.ml.models.manifest import ResolvedModel
 
     backend = LlamaBackend(
         ResolvedModel("bench", model_path, None), sha256="0" * 64, context_size=1024
@@ -198,7 +198,8 @@ def run_job(model_path: Path, samples: list[Sample]) -> dict[str, Any]:
         write_json(files.spec, spec.to_json())
         started = time.perf_counter()
         subprocess.run(
-            [sys.executable, "-m", "convassist.ml.lora.runner", str(files.directory)], check=True
+            [sys.executable, "-m", "convassist.ml.training.runner", str(files.directory)],
+            check=True,
         )
         state = read_json(files.progress) or {}
         state["wallSeconds"] = round(time.perf_counter() - started, 1)

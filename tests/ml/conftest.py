@@ -16,9 +16,9 @@ import pytest
 import redis
 
 from convassist.ml.app import create_app
-from convassist.ml.llama_backend import LlamaBackend
-from convassist.ml.llm import LLMManager
-from convassist.ml.manifest import load_manifest
+from convassist.ml.backends.llama import LlamaBackend
+from convassist.ml.generation.manager import LLMManager
+from convassist.ml.models.manifest import load_manifest
 from convassist.ml.settings import MLSettings
 from tests.conftest import TEST_REDIS_URL
 from tests.support.services import free_port

@@ -151,7 +151,7 @@ async def test_health_models_and_metrics(client: httpx.AsyncClient) -> None:
         "jobs": "in-process",
         "queue_depth": 0,
         "in_flight": 0,
-        "llama": health["llama"],  # its content: tests/ml/test_native.py
+        "llama": health["llama"],  # its content: tests/ml/models/test_native.py
     }
     models = (await client.get("/models")).json()
     by_id = {m["id"]: m for m in models["models"]}

@@ -15,9 +15,9 @@ from fastapi.routing import iter_route_contexts
 
 from convassist.ml.app import PUBLIC_PATHS, create_app
 from convassist.ml.auth import is_loopback
-from convassist.ml.llm import LLMManager
+from convassist.ml.generation.manager import LLMManager
 from tests.ml.conftest import PROMPT, ml_settings
-from tests.ml.lora.conftest import make_samples, sample_json
+from tests.ml.training.conftest import make_samples, sample_json
 
 TOKEN = "the-owners-ml-token-" + "x" * 16
 WRONG = {"Authorization": "Bearer " + "y" * len(TOKEN)}

@@ -11,7 +11,7 @@ import pytest
 from fastapi import FastAPI
 
 from convassist.ml.app import create_app
-from convassist.ml.llm import LLMManager
+from convassist.ml.generation.manager import LLMManager
 from tests.ml.conftest import PROMPT, ml_settings
 from tests.support.openapi import Spec, assert_declared
 

@@ -242,7 +242,7 @@ def test_saq_log_lines_carry_job_ids_not_prompts(caplog: pytest.LogCaptureFixtur
 
     from saq import Job
 
-    from convassist.ml.jobs import quiet_saq_logs, saq_queue
+    from convassist.ml.generation.queue import quiet_saq_logs, saq_queue
 
     queue = saq_queue("redis://127.0.0.1:1/0", "ml-test-logs", socket_timeout=1)
     job = Job("generate", kwargs={"request": {"prompt": "Them: secret-plan-77"}}, queue=queue)

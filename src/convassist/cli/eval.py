@@ -15,12 +15,12 @@ from convassist.ml.errors import ModelError
 from convassist.ml.settings import MLSettings
 
 if TYPE_CHECKING:
-    from convassist.ml.lora.evaluate import Score
+    from convassist.ml.training.evaluate import Score
 
 
 def _adapter_path(settings: MLSettings, adapter: str | None) -> tuple[str, Path] | None:
     """(label, file) of the adapter to score: an id, a file, or the active one by default."""
-    from convassist.ml.lora.adapters import AdapterStore
+    from convassist.ml.adapters.store import AdapterStore
 
     store = AdapterStore(settings.adapters_dir)
     name = adapter or store.active()
@@ -57,9 +57,9 @@ def evaluate(
     ),
 ) -> None:
     """Mean NLL per reply token and perplexity, under the base model and an adapter."""
-    from convassist.ml.lora import dataset
-    from convassist.ml.lora.evaluate import LlamaScorer
-    from convassist.ml.manifest import resolve_model
+    from convassist.ml.models.manifest import resolve_model
+    from convassist.ml.training import dataset
+    from convassist.ml.training.evaluate import LlamaScorer
 
     settings = MLSettings()
     setup_logging(settings, "eval")

@@ -8,8 +8,9 @@ import typer
 
 from convassist.cli.common import console, ensure_port_free, fail, setup_logging
 from convassist.ml.auth import is_loopback
+from convassist.ml.backends.factory import load_backend
 from convassist.ml.errors import ModelError
-from convassist.ml.llm import LLMManager, load_backend
+from convassist.ml.generation.manager import LLMManager
 from convassist.ml.settings import MLSettings
 
 

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from convassist.cli.common import console, fail
 from convassist.ml.errors import ModelError
-from convassist.ml.manifest import ModelSpec, load_manifest
+from convassist.ml.models.manifest import ModelSpec, load_manifest
 from convassist.ml.settings import MLSettings
 
 app = typer.Typer(help="Models: list, download, locate.", no_args_is_help=True)
@@ -48,7 +48,7 @@ def pull(
     model_id: str = typer.Argument(..., help="Model id from `convassist models list`."),
 ) -> None:
     """Download a model into the cache (resumes a partial download, verifies its SHA-256)."""
-    from convassist.ml.download import pull as download
+    from convassist.ml.models.download import pull as download
 
     settings = MLSettings()
     spec = _spec(model_id)

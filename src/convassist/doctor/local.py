@@ -12,7 +12,7 @@ from pathlib import Path
 from convassist.core.private import exposed_paths
 from convassist.doctor.result import Context, Outcome, fail, ok, skip, warn
 from convassist.ml.errors import ModelError
-from convassist.ml.manifest import ResolvedModel, resolve_model, verify_file
+from convassist.ml.models.manifest import ResolvedModel, resolve_model, verify_file
 
 MIN_PYTHON = (3, 11)
 DISK_FAIL_BYTES = 256 * 1024**2
@@ -31,7 +31,7 @@ def check_python(_: Context) -> Outcome:
 
 def check_cpu(context: Context) -> Outcome:
     """The CPU's relevant features and the llama.cpp configuration the ML service will use."""
-    from convassist.ml.native import choose_load_config, cpu_flags, has_amx
+    from convassist.ml.models.native import choose_load_config, cpu_flags, has_amx
 
     if context.ml.backend != "llama":
         return skip(f"ML_SERVICE_BACKEND={context.ml.backend}: llama.cpp is not used")
@@ -82,8 +82,8 @@ def check_model(context: Context) -> Outcome:
 
 def check_generation(context: Context) -> Outcome:
     """A real few-token decode, in a child process (a native crash cannot take doctor down)."""
-    from convassist.ml.llama_backend import default_threads
-    from convassist.ml.native import PROBE_TOKENS, start_up_check
+    from convassist.ml.backends.llama import default_threads
+    from convassist.ml.models.native import PROBE_TOKENS, start_up_check
 
     model = _model(context)
     if isinstance(model, Outcome):

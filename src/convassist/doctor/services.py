@@ -71,7 +71,7 @@ def _without_password(url: str) -> str:
 
 
 def check_redis(context: Context) -> Outcome:
-    from convassist.ml.cache import RedisCache, make_cache
+    from convassist.ml.generation.cache import RedisCache, make_cache
 
     cache = make_cache(context.ml)
     if not isinstance(cache, RedisCache):

@@ -15,17 +15,23 @@ from convassist.core.http import (
     install_error_handlers,
 )
 from convassist.core.openapi import document_errors
+from convassist.ml.adapters import router as adapters_router
+from convassist.ml.adapters.service import AdapterService
+from convassist.ml.adapters.store import AdapterStore
 from convassist.ml.auth import BearerTokenMiddleware, document_bearer
-from convassist.ml.cache import make_cache
-from convassist.ml.jobs import make_jobs
-from convassist.ml.llm import LLMManager, load_backend
-from convassist.ml.lora.adapters import AdapterStore
-from convassist.ml.lora.jobs import TrainingJobs
-from convassist.ml.lora.serving import AdapterService
+from convassist.ml.backends.factory import load_backend
+from convassist.ml.generation import router as generation_router
+from convassist.ml.generation.cache import make_cache
+from convassist.ml.generation.manager import LLMManager
+from convassist.ml.generation.queue import make_jobs
+from convassist.ml.generation.service import GenerationService
+from convassist.ml.health import router as health_router
 from convassist.ml.metrics import Metrics, MetricsMiddleware
-from convassist.ml.router import MLState, router
-from convassist.ml.service import GenerationService
+from convassist.ml.models import router as models_router
 from convassist.ml.settings import MLSettings
+from convassist.ml.state import MLState
+from convassist.ml.training import router as training_router
+from convassist.ml.training.service import TrainingJobs
 
 
 def create_app(settings: MLSettings | None = None, llm: LLMManager | None = None) -> FastAPI:
@@ -82,7 +88,11 @@ def create_app(settings: MLSettings | None = None, llm: LLMManager | None = None
         ),
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
-    app.include_router(router)
+    app.include_router(generation_router.router)
+    app.include_router(health_router.router)
+    app.include_router(models_router.router)
+    app.include_router(training_router.router)
+    app.include_router(adapters_router.router)
     document_bearer(app, PUBLIC_PATHS)
     document_errors(app, common=(500,))
     return app

@@ -5,8 +5,8 @@ dies, the heartbeat stops, and the API (on `GET /jobs/{id}`) or another worker's
 the job. Job arguments hold the prompt, so SAQ's log lines are reduced to job ids.
 
 The same process also takes training jobs from `conv-assistant:queue:training`, one at a
-time, each in a child process (`convassist.ml.lora.runner`), so the worker stays responsive;
-their state goes to the Redis hash `conv-assistant:job:<id>` (see `ml/lora/jobs.py`).
+time, each in a child process (`convassist.ml.training.runner`), so the worker stays responsive;
+their state goes to the Redis hash `conv-assistant:job:<id>` (see `ml/training/service.py`).
 """
 
 from __future__ import annotations
@@ -20,23 +20,23 @@ from saq import Job, Worker
 from saq.types import PartialTimersDict
 
 from convassist.core.logging import get_logger
-from convassist.ml.cache import make_cache
-from convassist.ml.jobs import (
+from convassist.ml.generation.cache import make_cache
+from convassist.ml.generation.manager import LLMManager
+from convassist.ml.generation.queue import (
     JOB_FUNCTION,
     disconnect,
     failure_message,
     quiet_saq_logs,
     saq_queue,
 )
-from convassist.ml.llm import LLMManager
-from convassist.ml.lora.jobs import TRAIN_FUNCTION, WORKER_STOPPED
-from convassist.ml.lora.state import JobFiles
-from convassist.ml.lora.store import RedisStore
-from convassist.ml.lora.supervise import supervise
+from convassist.ml.generation.schemas import GenerateRequest
+from convassist.ml.generation.service import GenerationService
 from convassist.ml.metrics import Metrics
-from convassist.ml.schemas import GenerateRequest
-from convassist.ml.service import GenerationService
 from convassist.ml.settings import MLSettings
+from convassist.ml.training.files import JobFiles
+from convassist.ml.training.service import TRAIN_FUNCTION, WORKER_STOPPED
+from convassist.ml.training.store import RedisStore
+from convassist.ml.training.supervise import supervise
 
 log = get_logger("convassist.ml.worker")
 

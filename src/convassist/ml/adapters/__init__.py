@@ -1,0 +1,1 @@
+"""Adapters: the stored LoRA adapters and which one is served (`/adapters`)."""

@@ -1,0 +1,29 @@
+"""Response bodies of `/adapters`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from convassist.core.schemas import APIModel
+
+
+class AdapterOut(APIModel):
+    id: str
+    job_id: str
+    base_model: str
+    created_at: str
+    metrics: dict[str, Any]
+    path: str
+    size_bytes: int
+    active: bool
+
+
+class AdaptersResponse(APIModel):
+    active: str | None
+    model_version: str
+    adapters: list[AdapterOut]
+
+
+class ActiveAdapter(APIModel):
+    active: str | None
+    model_version: str

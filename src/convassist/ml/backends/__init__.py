@@ -1,0 +1,1 @@
+"""Inference backends: the protocol (`base`), llama.cpp in process, OpenAI-compatible."""

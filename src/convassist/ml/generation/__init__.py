@@ -1,0 +1,1 @@
+"""Generation: `/generate`, async generation jobs, the LLM manager, the response cache."""

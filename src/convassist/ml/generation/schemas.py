@@ -1,0 +1,122 @@
+"""Request and response bodies of `/generate`, `/generate/async` and `/jobs/{jobId}`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+
+from convassist.core.limits import SEED_SPACE
+from convassist.core.schemas import APIModel, RequestModel
+from convassist.ml.generation.manager import Generation, GenerationParams
+from convassist.ml.models.manifest import DEFAULT_STOP
+
+MAX_TOKENS_LIMIT = 512
+MAX_CANDIDATES = 5
+
+StopSequence = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class GenerateRequest(RequestModel):
+    """`POST /generate` and `POST /generate/async`."""
+
+    prompt: str = Field(
+        min_length=1,
+        max_length=100_000,
+        description="The conversation so far, ending with `Me:` (the seed's prompt format).",
+    )
+    max_tokens: int = Field(
+        64, ge=1, le=MAX_TOKENS_LIMIT, description="Most tokens to generate per candidate."
+    )
+    temperature: float = Field(0.7, ge=0, le=2, description="0 = greedy.")
+    top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling mass.")
+    stop: list[StopSequence] = Field(
+        default_factory=lambda: list(DEFAULT_STOP),
+        max_length=8,
+        description="Generation ends before the first of these.",
+    )
+    seed: int | None = Field(
+        None, ge=0, lt=SEED_SPACE, description="Fixed seed: reproducible and cacheable."
+    )
+    n: int = Field(1, ge=1, le=MAX_CANDIDATES, description="Distinct candidates wanted.")
+
+    @field_validator("prompt")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("the prompt is empty")
+        return value
+
+    def params(self) -> GenerationParams:
+        return GenerationParams(
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            stop=tuple(self.stop),
+            seed=self.seed,
+            n=self.n,
+        )
+
+
+class CandidateOut(APIModel):
+    text: str
+    confidence: float | None = Field(description="exp(mean token log-probability), in [0, 1].")
+
+
+class Timings(APIModel):
+    total_ms: float
+    queue_ms: float | None = None
+    generation_ms: float | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    tokens_per_second: float | None = None
+
+
+class GenerateResponse(APIModel):
+    response: str = Field(description="The best candidate's text.")
+    candidates: list[CandidateOut] = Field(description="Distinct candidates, best first.")
+    confidence: float | None = Field(description="The best candidate's confidence.")
+    model_version: str = Field(
+        alias="model_version", description="`<model id>@<sha256 prefix>[+<adapter id>]`."
+    )
+    cached: bool
+    timings: Timings
+
+    @classmethod
+    def from_generation(cls, generation: Generation, total_ms: float) -> GenerateResponse:
+        best = generation.candidates[0]
+        return cls(
+            response=best.text,
+            candidates=[
+                CandidateOut(text=c.text, confidence=c.confidence) for c in generation.candidates
+            ],
+            confidence=best.confidence,
+            model_version=generation.model_version,
+            cached=False,
+            timings=Timings(
+                total_ms=total_ms,
+                queue_ms=round(generation.queue_seconds * 1000, 2),
+                generation_ms=round(generation.generation_seconds * 1000, 2),
+                prompt_tokens=generation.prompt_tokens,
+                completion_tokens=generation.completion_tokens,
+                tokens_per_second=(
+                    round(generation.tokens_per_second, 1)
+                    if generation.tokens_per_second is not None
+                    else None
+                ),
+            ),
+        )
+
+
+GenerationJobStatus = Literal["queued", "running", "completed", "failed"]
+
+
+class JobCreated(APIModel):
+    job_id: str
+
+
+class GenerationJob(APIModel):
+    job_id: str
+    status: GenerationJobStatus
+    result: GenerateResponse | None = None
+    error: str | None = None

@@ -1,0 +1,73 @@
+"""One generation request end to end: cache lookup, inference, cache store, metrics.
+
+Shared by `POST /generate`, in-process async jobs and the SAQ worker. Never logs the prompt
+or the generated text: only sizes, timings and whether the cache answered.
+"""
+
+from __future__ import annotations
+
+import time
+
+from convassist.core.logging import get_logger
+from convassist.ml.generation.cache import ResponseCache, cache_key
+from convassist.ml.generation.manager import LLMManager
+from convassist.ml.generation.schemas import GenerateRequest, GenerateResponse, Timings
+from convassist.ml.metrics import Metrics
+
+log = get_logger("convassist.ml.generate")
+
+
+class GenerationService:
+    def __init__(self, manager: LLMManager, cache: ResponseCache, metrics: Metrics) -> None:
+        self.manager = manager
+        self.cache = cache
+        self.metrics = metrics
+
+    async def generate(self, request: GenerateRequest) -> GenerateResponse:
+        started = time.perf_counter()
+        params = request.params()
+        key = None
+        version = self.manager.model_version
+        if params.deterministic:
+            key = cache_key(version, request.prompt, params)
+            hit = await self.cache.get(key)
+            if hit is not None:
+                self.metrics.cache.labels("hit").inc()
+                response = GenerateResponse.model_validate(
+                    {**hit, "cached": True, "timings": Timings(total_ms=_ms(started))}
+                )
+                log.info("generated", cached=True, total_ms=response.timings.total_ms)
+                return response
+            self.metrics.cache.labels("miss").inc()
+        else:
+            self.metrics.cache.labels("bypass").inc()
+        generation = await self.manager.generate(request.prompt, params)
+        self.metrics.observe_generation(generation)
+        response = GenerateResponse.from_generation(generation, total_ms=_ms(started))
+        if key is not None:
+            if generation.model_version != version:
+                # Keyed by the version that generated it: the adapter was switched while
+                # this request waited for the inference thread.
+                key = cache_key(generation.model_version, request.prompt, params)
+            await self.cache.set(
+                key,
+                response.model_dump(
+                    include={"response", "candidates", "confidence", "model_version"}, by_alias=True
+                ),
+            )
+        log.info(
+            "generated",
+            cached=False,
+            n=params.n,
+            candidates=len(generation.candidates),
+            samples=generation.samples,
+            prompt_tokens=generation.prompt_tokens,
+            completion_tokens=generation.completion_tokens,
+            generation_ms=response.timings.generation_ms,
+            total_ms=response.timings.total_ms,
+        )
+        return response
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)

@@ -1,0 +1,1 @@
+"""Health: `/health` and `/metrics`."""

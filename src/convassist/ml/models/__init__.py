@@ -1,0 +1,1 @@
+"""Models: the manifest, downloads and checksums, the native llama.cpp loader, `/models`."""

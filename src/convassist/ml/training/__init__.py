@@ -1,0 +1,1 @@
+"""Training: LoRA jobs (`/training/jobs`), their runner process, trainer, data, export, eval."""

@@ -1,0 +1,240 @@
+"""The training job process: `python -m convassist.ml.training.runner <job dir>`.
+
+Reads `spec.json` and `samples.jsonl`, holds out part of the conversations, trains the LoRA,
+exports it, scores the held-out replies under the base model and the adapter, stores the
+adapter, and reports every step in `progress.json` (atomically). SIGTERM cancels it at once
+(even while the model loads); it also stops by itself if the process that started it dies.
+It never runs inside the serving process: the ML service (or `convassist worker`) starts it.
+
+Progress: 0-5 % preparing, 5-10 % loading the model, 10-85 % training, 85-100 % export and
+evaluation.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from convassist.core.logging import configure_logging, get_logger
+from convassist.ml.training.files import JobFiles, JobSpec, read_json, utcnow, write_json
+
+log = get_logger("convassist.ml.training.runner")
+
+ORPHANED = "The process that started this training job stopped."
+
+
+class Stopped(Exception):
+    """The job was cancelled (SIGTERM) or lost its parent."""
+
+
+class Reporter:
+    """Writes the job's `progress.json`."""
+
+    def __init__(self, files: JobFiles) -> None:
+        self.files = files
+        self.state: dict[str, Any] = {
+            "status": "training",
+            "progress": 0,
+            "error": None,
+            "adapterId": None,
+            "outputPath": None,
+            "metrics": {},
+            "startedAt": utcnow(),
+            "completedAt": None,
+            "pid": os.getpid(),
+        }
+
+    def update(self, **changes: Any) -> None:
+        self.state.update(changes)
+        self.state["updatedAt"] = utcnow()
+        write_json(self.files.progress, self.state)
+
+    def finish(self, status: str, **changes: Any) -> None:
+        self.update(status=status, completedAt=utcnow(), **changes)
+
+
+def run(files: JobFiles, reporter: Reporter) -> None:
+    from convassist.ml.adapters.store import AdapterStore
+    from convassist.ml.training import dataset
+
+    started = time.perf_counter()
+    spec = JobSpec.from_json(read_json(files.spec) or {})
+    samples = dataset.read_samples(files.samples)
+    kept = dataset.usable(samples)
+    train_samples, heldout_samples = dataset.split_by_conversation(kept, spec.holdout_fraction)
+    metrics: dict[str, Any] = {
+        "samples": len(samples),
+        "skippedSamples": len(samples) - len(kept),
+        "trainSamples": len(train_samples),
+        "heldOutSamples": len(heldout_samples),
+        "heldOutConversations": len({s.conversation_id for s in heldout_samples}),
+        "epochs": spec.epochs,
+        "learningRate": spec.learning_rate,
+        "loraRank": spec.lora_rank,
+        "targetModules": spec.target_modules,
+        "loraLayers": spec.lora_layers,
+        "maxLength": spec.max_length,
+        "batchSize": spec.batch_size,
+        "seed": spec.seed,
+    }
+    if not train_samples:
+        raise ValueError(
+            "No usable training samples: every sample had an empty reply, a prompt that "
+            "does not end with 'Me:', or quality 0."
+        )
+    tokenizer = dataset.LlamaTokenizer(Path(spec.model_path))
+    train_examples = dataset.build_examples(train_samples, tokenizer, spec.max_length)
+    heldout_examples = dataset.build_examples(heldout_samples, tokenizer, spec.max_length)
+    tokenizer.close()
+    reporter.update(progress=5, metrics=metrics)
+    log.info("training_prepared", job_id=spec.job_id, train=len(train_examples))
+
+    from convassist.ml.training import export, trainer
+
+    config = trainer.TrainConfig(
+        epochs=spec.epochs,
+        learning_rate=spec.learning_rate,
+        rank=spec.lora_rank,
+        alpha=spec.lora_alpha,
+        seed=spec.seed,
+        batch_size=spec.batch_size,
+        target_modules=tuple(spec.target_modules),
+        layers=spec.lora_layers,
+        threads=spec.threads,
+    )
+    metrics["loraAlpha"] = config.lora_alpha
+    model = trainer.load_model(Path(spec.model_path))
+    peft_model = trainer.add_lora(model, config)
+    metrics["loraLayers"] = trainer.lora_layer_count(config, model.config.num_hidden_layers)
+    reporter.update(progress=10, metrics=metrics)
+
+    def on_progress(progress: trainer.Progress) -> None:
+        check_parent()
+        if progress.step % 5 == 0 or progress.step == progress.total_steps:
+            percent = 10 + int(75 * progress.step / progress.total_steps)
+            reporter.update(
+                progress=percent,
+                metrics={
+                    **metrics,
+                    "step": progress.step,
+                    "totalSteps": progress.total_steps,
+                    "loss": round(progress.loss, 4),
+                    "tokensPerSecond": round(progress.tokens_per_second, 1),
+                },
+            )
+
+    result = trainer.train(
+        peft_model,
+        train_examples,
+        config,
+        pad_id=int(model.config.eos_token_id or 0),
+        on_progress=on_progress,
+    )
+    metrics.update(
+        steps=result.steps,
+        trainTokens=result.tokens,
+        trainSeconds=round(result.seconds, 2),
+        tokensPerSecond=round(result.tokens_per_second, 1),
+        finalLoss=round(result.final_loss, 4),
+        bf16=result.bf16,
+    )
+    store = AdapterStore(Path(spec.adapters_dir))
+    adapter_id = store.new_id(spec.job_id)
+    export.export_adapter(
+        peft_model, files.adapter, model_path=Path(spec.model_path), name=adapter_id
+    )
+    del peft_model, model
+    reporter.update(progress=88, metrics=metrics)
+    if heldout_examples:
+        from convassist.ml.models.native import named_config
+        from convassist.ml.training.evaluate import LlamaScorer, compare
+
+        llama = named_config(spec.llama_config, "the ML service's") if spec.llama_config else None
+        scorer = LlamaScorer(
+            Path(spec.model_path),
+            context_size=spec.max_length + 8,
+            threads=spec.threads,
+            config=llama,
+        )
+        try:
+            metrics.update(compare(scorer, heldout_examples, files.adapter).metrics())
+        finally:
+            scorer.close()
+    else:
+        metrics.update(baseNll=None, adapterNll=None, basePerplexity=None, adapterPerplexity=None)
+    metrics["durationSeconds"] = round(time.perf_counter() - started, 2)
+    info = store.save(
+        files.adapter,
+        job_id=spec.job_id,
+        base_model=spec.base_model,
+        base_version=spec.base_version,
+        metrics=metrics,
+        settings={k: metrics[k] for k in ("epochs", "learningRate", "loraRank", "loraAlpha")},
+        adapter_id=adapter_id,
+    )
+    reporter.finish(
+        "completed", progress=100, metrics=metrics, adapterId=info.id, outputPath=str(info.path)
+    )
+    log.info(
+        "training_completed",
+        job_id=spec.job_id,
+        adapter_id=info.id,
+        steps=result.steps,
+        tokens_per_second=metrics["tokensPerSecond"],
+        seconds=metrics["durationSeconds"],
+    )
+
+
+_PARENT = os.getppid()
+
+
+def check_parent() -> None:
+    if os.getppid() != _PARENT:
+        raise Stopped(ORPHANED)
+
+
+def _on_sigterm(_signum: int, _frame: FrameType | None) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Stopped("The job was cancelled.")
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m convassist.ml.training.runner JOB_DIR", file=sys.stderr)
+        return 2
+    configure_logging(os.environ.get("CONVASSIST_LOG_LEVEL", "INFO"), "json", "trainer")
+    # Before torch/transformers are imported: no progress bars or library chatter in the log.
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    files = JobFiles(Path(argv[0]))
+    reporter = Reporter(files)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        reporter.update()
+        run(files, reporter)
+    except Stopped as exc:
+        status = "failed" if str(exc) == ORPHANED else "cancelled"
+        reporter.finish(status, error=str(exc))
+        log.info("training_stopped", status=status)
+        return 0
+    except Exception as exc:
+        reporter.finish("failed", error=failure_message(exc))
+        log.error("training_failed", error_type=type(exc).__name__)
+        return 1
+    return 0
+
+
+def failure_message(exc: BaseException) -> str:
+    """What the job reports; only our own errors' text (never data), else the error type."""
+    if isinstance(exc, ValueError | OSError | MemoryError):
+        return f"Training failed: {str(exc)[:300] or type(exc).__name__}"
+    return f"Training failed ({type(exc).__name__})."
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

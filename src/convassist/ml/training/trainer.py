@@ -1,0 +1,256 @@
+"""LoRA fine-tuning with peft on the dequantized weights of the served GGUF.
+
+transformers loads the GGUF file itself (`gguf_file=`), dequantized to float32, so the
+adapter is trained against the very weights llama.cpp serves (up to quantization). What makes
+it fast on a CPU (see docs/ml-service.md, "Training speed"):
+
+- batches of similar length (little padding, widths rounded to a multiple of 16 so that
+  few distinct shapes need kernels) and contexts cut to `max_length` tokens;
+- no attention mask (right padding is invisible to a causal model's real tokens);
+- the output layer (49k vocabulary) runs only on the positions that carry a loss;
+- bf16 autocast where the CPU has bf16 instructions (avx512_bf16 / amx_bf16);
+- LoRA on every linear layer of each block (attention and MLP) by default.
+
+The loss of a batch is the sum over reply tokens of quality times NLL, divided by the number of
+reply tokens: each token counts by its sample's quality.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn import functional
+
+from convassist.core.training import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_EPOCHS,
+    DEFAULT_LEARNING_RATE,
+    DEFAULT_LORA_LAYER_SHARE,
+    DEFAULT_LORA_RANK,
+    DEFAULT_TARGET_MODULES,
+)
+from convassist.ml.training.dataset import IGNORE_INDEX, Example, length_batches
+
+SUPPORTED_MODEL_TYPES = ("llama", "mistral")
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+PAD_MULTIPLE = 16
+
+
+class Cancelled(Exception):
+    """Training was asked to stop."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = DEFAULT_EPOCHS
+    learning_rate: float = DEFAULT_LEARNING_RATE
+    rank: int = DEFAULT_LORA_RANK
+    alpha: float | None = None
+    seed: int = 0
+    batch_size: int = DEFAULT_BATCH_SIZE
+    target_modules: tuple[str, ...] = DEFAULT_TARGET_MODULES
+    layers: int | None = None
+    """Adapt only the top this many layers (the backward pass stops there); None = the top
+    `DEFAULT_LORA_LAYER_SHARE` of them."""
+    threads: int | None = None
+    bf16: bool | None = None
+    """None = use bf16 autocast where the CPU supports it."""
+    warmup_fraction: float = 0.05
+    max_grad_norm: float = 1.0
+
+    @property
+    def lora_alpha(self) -> float:
+        return self.alpha if self.alpha is not None else 2.0 * self.rank
+
+
+@dataclass(frozen=True)
+class Progress:
+    step: int
+    total_steps: int
+    epoch: int
+    loss: float
+    tokens_per_second: float
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    tokens: int
+    """Tokens processed (padding excluded), all epochs."""
+    seconds: float
+    final_loss: float
+    bf16: bool
+    losses: list[float] = field(default_factory=list)
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+def cpu_has_bf16() -> bool:
+    """Whether the CPU has native bf16 instructions (Linux: /proc/cpuinfo flags)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="ignore").split()
+    except OSError:
+        return False
+    return any(flag in flags for flag in BF16_FLAGS)
+
+
+def load_model(model_path: Path) -> Any:
+    """The GGUF model in transformers, dequantized to float32 (a LlamaForCausalLM)."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(
+        str(model_path.parent), gguf_file=model_path.name, dtype=torch.float32
+    )
+    if model.config.model_type not in SUPPORTED_MODEL_TYPES:
+        raise ValueError(
+            f"Training supports llama-architecture models; this one is {model.config.model_type}."
+        )
+    model.config.use_cache = False
+    return model
+
+
+def lora_layer_count(config: TrainConfig, total: int) -> int:
+    """How many of the model's `total` layers (the top ones) the LoRA adapts."""
+    top = config.layers or math.ceil(total * DEFAULT_LORA_LAYER_SHARE)
+    return max(1, min(top, total))
+
+
+def add_lora(model: Any, config: TrainConfig) -> Any:
+    """Wrap `model` in a peft LoRA (seeded initialisation); returns the PeftModel."""
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(config.seed)
+    total = int(model.config.num_hidden_layers)
+    top = lora_layer_count(config, total)
+    lora = LoraConfig(
+        layers_to_transform=list(range(total - top, total)) if top < total else None,
+        r=config.rank,
+        # peft scales by lora_alpha / r whatever the number type; its stub says int.
+        lora_alpha=config.lora_alpha,  # type: ignore[arg-type]
+        target_modules=list(config.target_modules),
+        lora_dropout=0.0,
+        bias="none",
+    )
+    with warnings.catch_warnings():  # peft calls a transformers method deprecated in 5.x
+        warnings.simplefilter("ignore", FutureWarning)
+        return get_peft_model(model, lora)
+
+
+def collate(
+    batch: Sequence[Example], pad_id: int, multiple: int = PAD_MULTIPLE
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded `input_ids`, `labels` (-100 on padding) and per-example weights.
+
+    Widths are rounded up to a multiple of `multiple`: every new tensor shape costs oneDNN
+    a kernel set-up (up to seconds for bf16), so few distinct shapes beat minimal padding.
+    """
+    width = -(-max(len(example) for example in batch) // multiple) * multiple
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
+    for row, example in enumerate(batch):
+        ids[row, : len(example)] = torch.tensor(example.input_ids)
+        labels[row, : len(example)] = torch.tensor(example.labels)
+    weights = torch.tensor([example.weight for example in batch], dtype=torch.float32)
+    return ids, labels, weights
+
+
+def token_nll(causal_lm: Any, input_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """NLL of every labelled token (position t predicts token t+1), flattened in row order.
+
+    Runs the transformer on all positions but the output layer only where there is a label.
+    """
+    hidden = causal_lm.model(input_ids=input_ids).last_hidden_state[:, :-1]
+    targets = labels[:, 1:]
+    mask = targets != IGNORE_INDEX
+    logits = causal_lm.lm_head(hidden[mask]).float()
+    return functional.cross_entropy(logits, targets[mask], reduction="none")
+
+
+def weighted_loss(
+    causal_lm: Any, input_ids: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor
+) -> torch.Tensor:
+    nll = token_nll(causal_lm, input_ids, labels)
+    mask = labels[:, 1:] != IGNORE_INDEX
+    token_weights = weights[:, None].expand_as(mask)[mask]
+    return (nll * token_weights).sum() / max(int(mask.sum()), 1)
+
+
+def schedule(total_steps: int, warmup_fraction: float) -> Callable[[int], float]:
+    """Linear warm-up, then linear decay to zero."""
+    warmup = max(1, round(total_steps * warmup_fraction))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return factor
+
+
+def train(
+    peft_model: Any,
+    examples: Sequence[Example],
+    config: TrainConfig,
+    *,
+    pad_id: int,
+    on_progress: Callable[[Progress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrainResult:
+    """Fit the LoRA weights of `peft_model` on `examples`; raises Cancelled if asked to stop."""
+    if not examples:
+        raise ValueError("no training examples")
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    use_bf16 = cpu_has_bf16() if config.bf16 is None else config.bf16
+    rng = random.Random(config.seed)
+    torch.manual_seed(config.seed)
+    causal_lm = peft_model.get_base_model()
+    params = [p for p in peft_model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
+    total_steps = math.ceil(len(examples) / config.batch_size) * config.epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, schedule(total_steps, config.warmup_fraction)
+    )
+    peft_model.train()
+    result = TrainResult(steps=0, tokens=0, seconds=0.0, final_loss=math.nan, bf16=use_bf16)
+    started = time.perf_counter()
+    for epoch in range(config.epochs):
+        for batch in length_batches(examples, config.batch_size, rng):
+            if should_stop is not None and should_stop():
+                raise Cancelled
+            ids, labels, weights = collate(batch, pad_id)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
+                loss = weighted_loss(causal_lm, ids, labels, weights)
+            torch.autograd.backward(loss)
+            torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            result.steps += 1
+            result.tokens += sum(len(example) for example in batch)
+            result.losses.append(float(loss.detach()))
+            result.seconds = time.perf_counter() - started
+            if on_progress is not None:
+                on_progress(
+                    Progress(
+                        step=result.steps,
+                        total_steps=total_steps,
+                        epoch=epoch + 1,
+                        loss=result.losses[-1],
+                        tokens_per_second=result.tokens_per_second,
+                    )
+                )
+    peft_model.eval()
+    tail = result.losses[-max(1, len(result.losses) // 10) :]
+    result.final_loss = sum(tail) / len(tail)
+    return result
