@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from convassist.server.deps import CSRF_COOKIE
+from convassist.server.auth.session import CSRF_COOKIE
 from tests.conftest import OWNER_PASSWORD
 from tests.support import chats
 

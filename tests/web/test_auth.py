@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from convassist.server.deps import CSRF_COOKIE, SESSION_COOKIE
+from convassist.server.auth.session import CSRF_COOKIE, SESSION_COOKIE
 from tests.web.conftest import Browser, text_of
 
 pytestmark = pytest.mark.asyncio

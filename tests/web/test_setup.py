@@ -10,7 +10,7 @@ import pytest
 
 from convassist.core.settings import ServerSettings
 from convassist.server.auth import service, setup
-from convassist.server.deps import CSRF_COOKIE, SESSION_COOKIE
+from convassist.server.auth.session import CSRF_COOKIE, SESSION_COOKIE
 from tests.conftest import OWNER_PASSWORD
 from tests.web.conftest import text_of
 

@@ -14,13 +14,9 @@ from convassist.core.db import session_scope
 from convassist.core.errors import Forbidden, Unauthorized
 from convassist.core.security import decode_token
 from convassist.core.settings import ServerSettings
+from convassist.server.auth.session import SAFE_METHODS, SESSION_COOKIE, csrf_valid, session_owner
 from convassist.server.ml_client import MLClient
 from convassist.server.models import Device, Owner
-
-SESSION_COOKIE = "convassist_session"
-CSRF_COOKIE = "convassist_csrf"
-CSRF_HEADER = "x-csrf-token"
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -78,17 +74,9 @@ async def require_owner(
     token = bearer.credentials.strip() if bearer else None
     if token is None:
         token = cookie
-        if token is None:
-            raise Unauthorized("Sign in as the owner first.", code="not_authenticated")
-        if request.method not in SAFE_METHODS:
-            csrf_cookie = request.cookies.get(CSRF_COOKIE)
-            if not csrf_cookie or request.headers.get(CSRF_HEADER) != csrf_cookie:
-                raise Forbidden("Missing or wrong CSRF token.", code="csrf_failed")
-    claims = decode_token(request.app.state.jwt_secret, token, kind="owner")
-    owner = await session.get(Owner, int(claims["sub"]))
-    if owner is None or owner.session_generation != claims["gen"]:
-        raise Unauthorized("This session has been signed out.", code="session_revoked")
-    return owner
+        if token and request.method not in SAFE_METHODS and not await csrf_valid(request):
+            raise Forbidden("Missing or wrong CSRF token.", code="csrf_failed")
+    return await session_owner(request, session, token)
 
 
 async def require_device(

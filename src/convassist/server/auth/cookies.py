@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.responses import Response
 
 from convassist.core.settings import ServerSettings
-from convassist.server.deps import CSRF_COOKIE, SESSION_COOKIE
+from convassist.server.auth.session import CSRF_COOKIE, SESSION_COOKIE
 
 
 def set_session_cookies(

@@ -17,12 +17,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from convassist.core.errors import AppError
-from convassist.core.security import decode_token
-from convassist.server.deps import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE, SessionDep
+from convassist.server.auth.session import CSRF_COOKIE, SESSION_COOKIE, csrf_valid, session_owner
+from convassist.server.deps import SessionDep
 from convassist.server.models import Owner
 from convassist.server.web.formatting import Clock
-
-CSRF_FIELD = "csrf_token"
 
 
 class SignInRequired(Exception):
@@ -56,29 +54,15 @@ def csrf_for(request: Request) -> tuple[str, bool]:
 
 
 async def _owner(request: Request, session: SessionDep) -> Owner:
-    token = request.cookies.get(SESSION_COOKIE)
-    if not token:
-        raise SignInRequired
     try:
-        claims = decode_token(request.app.state.jwt_secret, token, kind="owner")
+        return await session_owner(request, session, request.cookies.get(SESSION_COOKIE))
     except AppError:
         raise SignInRequired from None
-    owner = await session.get(Owner, int(claims["sub"]))
-    if owner is None or owner.session_generation != claims["gen"]:
-        raise SignInRequired
-    return owner
 
 
 async def check_csrf(request: Request) -> None:
     """Refuse the request unless it carries the CSRF cookie's value (header or form field)."""
-    expected = request.cookies.get(CSRF_COOKIE)
-    sent = request.headers.get(CSRF_HEADER)
-    if sent is None and request.headers.get("content-type", "").startswith(
-        ("application/x-www-form-urlencoded", "multipart/form-data")
-    ):
-        value = (await request.form()).get(CSRF_FIELD)
-        sent = value if isinstance(value, str) else None
-    if not expected or not sent or not secrets.compare_digest(expected, sent):
+    if not await csrf_valid(request):
         raise CSRFRefused
 
 

@@ -24,7 +24,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from convassist.server.auth.cookies import set_csrf_cookie
-from convassist.server.deps import CSRF_COOKIE, SESSION_COOKIE
+from convassist.server.auth.session import CSRF_COOKIE, SESSION_COOKIE
 from convassist.server.web import formatting
 from convassist.server.web.deps import Viewer, csrf_for
 from convassist.server.web.thread import initials, people
