@@ -7,9 +7,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 
 from convassist.core.limits import SEED_SPACE
+from convassist.core.prompt import STOP_SEQUENCES
 from convassist.core.schemas import APIModel, RequestModel
-from convassist.ml.generation.manager import Generation, GenerationParams
-from convassist.ml.models.manifest import DEFAULT_STOP
 
 MAX_TOKENS_LIMIT = 512
 MAX_CANDIDATES = 5
@@ -31,7 +30,7 @@ class GenerateRequest(RequestModel):
     temperature: float = Field(0.7, ge=0, le=2, description="0 = greedy.")
     top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling mass.")
     stop: list[StopSequence] = Field(
-        default_factory=lambda: list(DEFAULT_STOP),
+        default_factory=lambda: list(STOP_SEQUENCES),
         max_length=8,
         description="Generation ends before the first of these.",
     )
@@ -46,16 +45,6 @@ class GenerateRequest(RequestModel):
         if not value.strip():
             raise ValueError("the prompt is empty")
         return value
-
-    def params(self) -> GenerationParams:
-        return GenerationParams(
-            max_tokens=self.max_tokens,
-            temperature=self.temperature,
-            top_p=self.top_p,
-            stop=tuple(self.stop),
-            seed=self.seed,
-            n=self.n,
-        )
 
 
 class CandidateOut(APIModel):
@@ -81,31 +70,6 @@ class GenerateResponse(APIModel):
     )
     cached: bool
     timings: Timings
-
-    @classmethod
-    def from_generation(cls, generation: Generation, total_ms: float) -> GenerateResponse:
-        best = generation.candidates[0]
-        return cls(
-            response=best.text,
-            candidates=[
-                CandidateOut(text=c.text, confidence=c.confidence) for c in generation.candidates
-            ],
-            confidence=best.confidence,
-            model_version=generation.model_version,
-            cached=False,
-            timings=Timings(
-                total_ms=total_ms,
-                queue_ms=round(generation.queue_seconds * 1000, 2),
-                generation_ms=round(generation.generation_seconds * 1000, 2),
-                prompt_tokens=generation.prompt_tokens,
-                completion_tokens=generation.completion_tokens,
-                tokens_per_second=(
-                    round(generation.tokens_per_second, 1)
-                    if generation.tokens_per_second is not None
-                    else None
-                ),
-            ),
-        )
 
 
 GenerationJobStatus = Literal["queued", "running", "completed", "failed"]

@@ -10,8 +10,13 @@ import time
 
 from convassist.core.logging import get_logger
 from convassist.ml.generation.cache import ResponseCache, cache_key
-from convassist.ml.generation.manager import LLMManager
-from convassist.ml.generation.schemas import GenerateRequest, GenerateResponse, Timings
+from convassist.ml.generation.manager import Generation, GenerationParams, LLMManager
+from convassist.ml.generation.schemas import (
+    CandidateOut,
+    GenerateRequest,
+    GenerateResponse,
+    Timings,
+)
 from convassist.ml.metrics import Metrics
 
 log = get_logger("convassist.ml.generate")
@@ -25,7 +30,7 @@ class GenerationService:
 
     async def generate(self, request: GenerateRequest) -> GenerateResponse:
         started = time.perf_counter()
-        params = request.params()
+        params = generation_params(request)
         key = None
         version = self.manager.model_version
         if params.deterministic:
@@ -43,7 +48,7 @@ class GenerationService:
             self.metrics.cache.labels("bypass").inc()
         generation = await self.manager.generate(request.prompt, params)
         self.metrics.observe_generation(generation)
-        response = GenerateResponse.from_generation(generation, total_ms=_ms(started))
+        response = generate_response(generation, total_ms=_ms(started))
         if key is not None:
             if generation.model_version != version:
                 # Keyed by the version that generated it: the adapter was switched while
@@ -71,3 +76,41 @@ class GenerationService:
 
 def _ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 2)
+
+
+def generation_params(request: GenerateRequest) -> GenerationParams:
+    """The manager's parameters for a request (the wire contract knows nothing of them)."""
+    return GenerationParams(
+        max_tokens=request.max_tokens,
+        temperature=request.temperature,
+        top_p=request.top_p,
+        stop=tuple(request.stop),
+        seed=request.seed,
+        n=request.n,
+    )
+
+
+def generate_response(generation: Generation, total_ms: float) -> GenerateResponse:
+    """The response body for a finished generation (not from the cache)."""
+    best = generation.candidates[0]
+    return GenerateResponse(
+        response=best.text,
+        candidates=[
+            CandidateOut(text=c.text, confidence=c.confidence) for c in generation.candidates
+        ],
+        confidence=best.confidence,
+        model_version=generation.model_version,
+        cached=False,
+        timings=Timings(
+            total_ms=total_ms,
+            queue_ms=round(generation.queue_seconds * 1000, 2),
+            generation_ms=round(generation.generation_seconds * 1000, 2),
+            prompt_tokens=generation.prompt_tokens,
+            completion_tokens=generation.completion_tokens,
+            tokens_per_second=(
+                round(generation.tokens_per_second, 1)
+                if generation.tokens_per_second is not None
+                else None
+            ),
+        ),
+    )

@@ -7,6 +7,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from convassist.ml.auth import is_authenticated
 from convassist.ml.health.schemas import HealthResponse, HealthStatus, Liveness, LlamaHealth
+from convassist.ml.models.native import NativeStatus
 from convassist.ml.state import State
 
 router = APIRouter()
@@ -29,10 +30,20 @@ async def health(request: Request, ml: State) -> HealthResponse | Liveness:
         jobs=ml.jobs.kind,
         queue_depth=await ml.jobs.depth(),
         in_flight=ml.manager.in_flight,
-        llama=LlamaHealth.of(served.native) if (served := ml.manager.adapter_backend) else None,
+        llama=_llama(served.native) if (served := ml.manager.adapter_backend) else None,
     )
 
 
 @router.get("/metrics", include_in_schema=False)
 async def metrics(ml: State) -> Response:
     return Response(ml.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+def _llama(status: NativeStatus) -> LlamaHealth:
+    config = status.config
+    return LlamaHealth(
+        config=config.name,
+        extra_bufts=config.use_extra_bufts,
+        reason=config.reason,
+        probe=status.probe,
+    )

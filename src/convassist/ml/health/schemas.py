@@ -7,7 +7,6 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from convassist import ML_SERVICE_ID
-from convassist.ml.models.native import NativeStatus
 
 HealthStatus = Literal["ok", "degraded"]
 
@@ -26,16 +25,6 @@ class LlamaHealth(BaseModel):
     extra_bufts: bool
     reason: str
     probe: str = Field(description="ok, fell back after <signal>, or why the probe failed.")
-
-    @classmethod
-    def of(cls, status: NativeStatus) -> LlamaHealth:
-        config = status.config
-        return cls(
-            config=config.name,
-            extra_bufts=config.use_extra_bufts,
-            reason=config.reason,
-            probe=status.probe,
-        )
 
 
 class HealthResponse(BaseModel):
