@@ -51,6 +51,7 @@ from tests.agent.chatdb_factory import (
 from tests.agent.faults import FaultProxy, Reply, Seen
 from tests.agent.test_contacts import make_addressbook
 from tests.conftest import OWNER_PASSWORD, TEST_POSTGRES_URL, _truncate, register_device
+from tests.support.cli import CONVASSIST, set_password
 from tests.support.services import clean_env, free_port, running
 
 SERVER = "http://testserver"
@@ -580,7 +581,6 @@ async def test_missing_or_corrupt_chat_db_leaves_the_cursor_alone(
 
 # -- the real commands against the real server (subprocesses) ---------------------------
 
-CONVASSIST = [sys.executable, "-m", "convassist"]
 CODE = re.compile(r"\b(\d{3}) (\d{3})\b")
 
 
@@ -629,15 +629,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
 def server(live_server: LiveServer) -> LiveServer:
     """The live server with empty tables and an owner password set through the CLI."""
     asyncio.run(_truncate(live_server.database_url))
-    result = subprocess.run(
-        [*CONVASSIST, "admin", "set-password", "--password-stdin"],
-        env=live_server.env,
-        input=OWNER_PASSWORD + "\n",
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
+    set_password(live_server.env, OWNER_PASSWORD)
     return live_server
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +14,7 @@ import pytest
 
 from convassist.core.private import exposed_paths, private_dir
 from convassist.core.settings import ML_TOKEN_FILE
+from tests.support.cli import set_password
 from tests.support.services import clean_env, free_port, running
 
 PASSWORD = "correct horse battery staple"
@@ -84,14 +83,7 @@ def test_server_and_ml_service_write_only_owner_only_files(tmp_path: Path) -> No
         ML_SERVICE_TRAIN_THREADS="2",
     )
     with umask(0o022):
-        subprocess.run(
-            [sys.executable, "-m", "convassist", "admin", "set-password", "--password-stdin"],
-            input=PASSWORD + "\n",
-            text=True,
-            env=env,
-            check=True,
-            capture_output=True,
-        )
+        set_password(env, PASSWORD)
         with (
             running(["ml", "--port", str(ml_port)], f"{ml}/health", env, tmp_path / "ml.log"),
             running(

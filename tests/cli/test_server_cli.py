@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,9 +14,8 @@ import httpx
 import pytest
 
 from convassist.server.auth.service import MIN_PASSWORD_LENGTH
+from tests.support.cli import CONVASSIST, set_password
 from tests.support.services import clean_env, free_port, running
-
-CONVASSIST = [sys.executable, "-m", "convassist"]
 
 
 @pytest.fixture
@@ -85,7 +83,7 @@ def test_db_upgrade_creates_the_embedded_sqlite_database(
 
 
 def test_set_password_rejects_a_short_password(env: dict[str, str]) -> None:
-    result = run(env, "admin", "set-password", "--password-stdin", stdin="short\n")
+    result = set_password(env, "short", check=False)
     assert result.returncode == 1
     assert "at least 8 characters" in result.stderr
     assert "Traceback" not in result.stderr
@@ -106,8 +104,7 @@ def test_server_first_run_then_password_then_login(
     refused = httpx.post(f"{base}/api/auth/login", json={"password": "long enough password"})
     assert refused.status_code == 409
 
-    result = run(env, "admin", "set-password", "--password-stdin", stdin="long enough password\n")
-    assert result.returncode == 0, result.stderr
+    set_password(env, "long enough password")
 
     login = httpx.post(
         f"{base}/api/auth/login",

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from convassist.core.settings import ML_TOKEN_FILE
+from tests.support.cli import set_password
 from tests.support.services import clean_env, free_port
 
 pytestmark = pytest.mark.slow
@@ -127,14 +128,7 @@ def test_up_in_a_terminal_logs_for_people_and_restarts_a_crashed_ml_service(
         _wait(f"{server}/api/health", process)
         _wait(f"{ml}/health", process)
         password = "long enough password"
-        subprocess.run(
-            [sys.executable, "-m", "convassist", "admin", "set-password", "--password-stdin"],
-            env=env,
-            input=password + "\n",
-            text=True,
-            check=True,
-            capture_output=True,
-        )
+        set_password(env, password)
         token = httpx.post(f"{server}/api/auth/login", json={"password": password}).json()["token"]
         owner = {"Authorization": f"Bearer {token}"}
         # The server reaches the ML service on the port chosen with --ml-port.

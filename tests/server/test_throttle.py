@@ -10,14 +10,14 @@ from contextlib import asynccontextmanager
 
 import httpx
 import pytest
-from typer.testing import CliRunner
 
-from convassist.cli.main import app as cli
 from convassist.core.settings import ServerSettings
 from convassist.server.auth.service import LOGIN_LIMIT, set_owner_password
 from convassist.server.devices.service import APPROVE_LIMIT, MAX_VERIFY_ATTEMPTS
 from convassist.server.models import Device
 from tests.conftest import OWNER_PASSWORD
+from tests.support.cli import set_password
+from tests.support.services import clean_env
 
 pytestmark = pytest.mark.asyncio
 
@@ -70,21 +70,17 @@ async def test_a_correct_password_clears_the_clients_failures(
 
 
 async def test_the_cli_password_reset_clears_every_lockout(
-    app: object, settings: ServerSettings, monkeypatch: pytest.MonkeyPatch
+    app: object, settings: ServerSettings
 ) -> None:
     await _set_password(app)
     async with client_at(app, STRANGER) as stranger:
         await _lock_out(stranger)
-        monkeypatch.setenv("DATABASE_URL", settings.resolved_database_url)
-        monkeypatch.setenv("CONVASSIST_DATA_DIR", str(settings.data_dir))
-        new_password = "a brand new password"
-        result = await asyncio.to_thread(
-            CliRunner().invoke,
-            cli,
-            ["admin", "set-password", "--password-stdin"],
-            input=new_password + "\n",
+        env = clean_env(
+            DATABASE_URL=settings.resolved_database_url,
+            CONVASSIST_DATA_DIR=str(settings.data_dir),
         )
-        assert result.exit_code == 0, result.output
+        new_password = "a brand new password"
+        await asyncio.to_thread(set_password, env, new_password)
         again = await stranger.post("/api/auth/login", json={"password": new_password})
         assert again.status_code == 200, again.text
 

@@ -11,8 +11,6 @@ page and fails on any console error or failed request.
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -23,6 +21,7 @@ import httpx
 import pytest
 
 from tests.conftest import OWNER_PASSWORD
+from tests.support.cli import set_password
 from tests.support.services import ML_TOKEN, clean_env, free_port, ml_service, running
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -92,14 +91,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             ML_SERVICE_URL=ml_url,
             ML_SERVICE_TOKEN=ML_TOKEN,
         )
-        subprocess.run(
-            [sys.executable, "-m", "convassist", "admin", "set-password", "--password-stdin"],
-            input=OWNER_PASSWORD + "\n",
-            text=True,
-            env=env,
-            check=True,
-            capture_output=True,
-        )
+        set_password(env, OWNER_PASSWORD)
         base = f"http://127.0.0.1:{port}"
         with running(["server", "--port", str(port)], f"{base}/api/health", env, root / "s.log"):
             yield Live(base)
