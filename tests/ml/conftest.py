@@ -103,7 +103,7 @@ def clean_redis(url: str, patterns: tuple[str, ...]) -> None:
 @pytest.fixture
 def redis_url() -> Iterator[str]:
     """The shared test Redis (db 15); only this module's key prefixes are touched."""
-    patterns = ("conv-assistant:cache:*", "saq:*ml-test-*")
+    patterns = ("conv-assistant:cache:*", "saq:*ml-test-*", "conv-assistant:adapter*")
     try:
         clean_redis(TEST_REDIS_URL, patterns)
     except redis.ConnectionError as exc:  # pragma: no cover - environment problem

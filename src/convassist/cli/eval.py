@@ -20,15 +20,19 @@ if TYPE_CHECKING:
 
 def _adapter_path(settings: MLSettings, adapter: str | None) -> tuple[str, Path] | None:
     """(label, file) of the adapter to score: an id, a file, or the active one by default."""
-    from convassist.ml.adapters.store import AdapterStore
+    from convassist.ml.adapters.factory import make_adapter_store
+    from convassist.ml.adapters.store import ChecksumMismatch
 
-    store = AdapterStore(settings.adapters_dir)
+    store = make_adapter_store(settings)
     name = adapter or store.active()
     if name is None:
         return None
     info = store.get(name)
     if info is not None:
-        return info.id, info.path
+        try:
+            return info.id, store.fetch(info)
+        except ChecksumMismatch as exc:
+            fail(str(exc))
     path = Path(name).expanduser()
     if path.is_file():
         return path.name, path

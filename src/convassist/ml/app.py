@@ -16,8 +16,8 @@ from convassist.core.http import (
 )
 from convassist.core.openapi import document_errors
 from convassist.ml.adapters import router as adapters_router
+from convassist.ml.adapters.factory import make_adapter_store
 from convassist.ml.adapters.service import AdapterService
-from convassist.ml.adapters.store import AdapterStore
 from convassist.ml.auth import BearerTokenMiddleware, document_bearer
 from convassist.ml.backends.factory import load_backend
 from convassist.ml.generation import router as generation_router
@@ -41,7 +41,7 @@ def create_app(settings: MLSettings | None = None, llm: LLMManager | None = None
     metrics = Metrics()
     cache = make_cache(settings)
     service = GenerationService(manager, cache, metrics)
-    adapters = AdapterService(manager, AdapterStore(settings.adapters_dir))
+    adapters = AdapterService(manager, make_adapter_store(settings))
 
     async def auto_activate(job: dict[str, Any]) -> None:
         if job.get("adapterId"):
@@ -60,10 +60,11 @@ def create_app(settings: MLSettings | None = None, llm: LLMManager | None = None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await adapters.restore()
+        await adapters.start()
         await state.training.start()
         yield
         await state.training.close()
+        await adapters.close()
         await state.jobs.close()
         await cache.close()
         if llm is None:  # the app loaded it, the app releases it

@@ -195,4 +195,13 @@ class MLSettings(CommonSettings):
 
     @property
     def adapters_dir(self) -> Path:
+        """The adapters (without Redis), or this instance's cache of the shared ones."""
         return self.data_dir / "adapters"
+
+    def runner_env(self) -> dict[str, str]:
+        """What a training job's process needs to use this process's adapter store."""
+        return {
+            "CONVASSIST_DATA_DIR": str(self.data_dir),
+            "REDIS_URL": self.redis_url or "",
+            "ML_SERVICE_REDIS_ENABLED": "true" if self.use_redis else "false",
+        }

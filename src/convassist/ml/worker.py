@@ -20,6 +20,8 @@ from saq import Job, Worker
 from saq.types import PartialTimersDict
 
 from convassist.core.logging import get_logger
+from convassist.ml.adapters.factory import make_adapter_store
+from convassist.ml.adapters.service import AdapterService
 from convassist.ml.generation.cache import make_cache
 from convassist.ml.generation.manager import LLMManager
 from convassist.ml.generation.queue import (
@@ -106,6 +108,7 @@ async def train_job(ctx: dict[str, Any], *, job_id: str) -> dict[str, Any]:
         JobFiles(settings.training_dir / job_id),
         ctx["store"],
         stopped=WORKER_STOPPED,
+        env=settings.runner_env(),
         beat=job.update,
     )
     return {"status": state.get("status") if state else None}
@@ -135,6 +138,9 @@ async def _shutdown_training(ctx: dict[str, Any]) -> None:
 
 async def run_worker(settings: MLSettings, manager: LLMManager) -> None:
     quiet_saq_logs()
+    # Serve the adapter every instance serves, and follow when it changes.
+    adapters = AdapterService(manager, make_adapter_store(settings))
+    await adapters.start()
     worker = build_worker(settings, manager)
     training = build_training_worker(settings)
     log.info(
@@ -152,3 +158,4 @@ async def run_worker(settings: MLSettings, manager: LLMManager) -> None:
     finally:
         await training.stop()
         await training_task
+        await adapters.close()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from convassist.ml.adapters.store import AdapterInfo, AdapterStore
+from convassist.ml.adapters.store import AdapterInfo, LocalAdapterStore
 from convassist.ml.generation.manager import GenerationParams, LLMManager
 from tests.ml.conftest import AppFactory
 from tests.ml.training.conftest import TrainedAdapter
@@ -27,7 +27,7 @@ async def stored(
     assert backend is not None
     source = tmp_path / "exported.gguf"
     shutil.copy(trained_adapter.path, source)
-    info = AdapterStore(tmp_path / "data" / "adapters").save(
+    info = LocalAdapterStore(tmp_path / "data" / "adapters").save(
         source,
         job_id="0123abcd-0000-4000-8000-000000000000",
         base_model=backend.model_id,
@@ -53,6 +53,7 @@ async def test_activation_hot_swaps_the_adapter_and_deactivation_restores_the_ba
         assert entry["baseModel"] == "smollm2-135m-instruct"
         assert entry["sizeBytes"] == Path(entry["path"]).stat().st_size > 0
         assert entry["metrics"] == {"adapterNll": 1.5}
+        assert entry["sha256"] == stored.sha256 and len(entry["sha256"]) == 64
 
         activated = await client.post(f"/adapters/{stored.id}/activate")
         assert activated.status_code == 200, activated.text
@@ -131,7 +132,7 @@ async def test_unknown_and_foreign_adapters_are_refused(
 ) -> None:
     foreign = tmp_path / "foreign.gguf"
     shutil.copy(stored.path, foreign)
-    other = AdapterStore(stored.path.parent.parent).save(
+    other = LocalAdapterStore(stored.path.parent.parent).save(
         foreign,
         job_id="feedbeef-0000",
         base_model="smollm2-135m-instruct",
@@ -159,3 +160,19 @@ async def test_malformed_adapter_ids_are_a_422(make_client: AppFactory) -> None:
             assert resp.json()["error"] == "validation_error"
         missing = await client.post("/adapters/lora-00000000/activate")
         assert missing.status_code == 404
+
+
+async def test_an_adapter_whose_file_changed_is_refused(
+    make_client: AppFactory, manager: LLMManager, stored: AdapterInfo
+) -> None:
+    data = bytearray(stored.path.read_bytes())
+    data[-1] ^= 1
+    stored.path.write_bytes(bytes(data))
+    base_version = manager.model_version
+    async with make_client() as client:
+        refused = await client.post(f"/adapters/{stored.id}/activate")
+        assert refused.status_code == 409
+        assert refused.json()["error"] == "adapter_checksum_mismatch"
+        assert "SHA-256" in refused.json()["detail"]
+        assert (await client.get("/health")).json()["model_version"] == base_version
+        assert (await client.get("/adapters")).json()["active"] is None

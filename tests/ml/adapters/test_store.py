@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from convassist.ml.adapters.store import AdapterStore
+from convassist.ml.adapters.store import LocalAdapterStore
 
 
-def save(store: AdapterStore, tmp_path: Path, job_id: str) -> str:
+def save(store: LocalAdapterStore, tmp_path: Path, job_id: str) -> str:
     source = tmp_path / f"{job_id}.gguf"
     source.write_bytes(b"GGUF" + bytes(60))
     info = store.save(
@@ -23,7 +23,7 @@ def save(store: AdapterStore, tmp_path: Path, job_id: str) -> str:
 
 
 def test_ids_are_short_readable_and_unique(tmp_path: Path) -> None:
-    store = AdapterStore(tmp_path / "adapters")
+    store = LocalAdapterStore(tmp_path / "adapters")
     first = save(store, tmp_path, "0123abcd-1111-4000-8000-000000000000")
     assert first == "lora-0123abcd"
     # Another job with the same first 8 characters gets a longer id, not the same folder.
@@ -37,9 +37,9 @@ def test_ids_are_short_readable_and_unique(tmp_path: Path) -> None:
 
 
 def test_the_active_adapter_is_remembered(tmp_path: Path) -> None:
-    store = AdapterStore(tmp_path / "adapters")
+    store = LocalAdapterStore(tmp_path / "adapters")
     assert store.active() is None
     store.set_active("lora-0123abcd")
-    assert AdapterStore(tmp_path / "adapters").active() == "lora-0123abcd"
+    assert LocalAdapterStore(tmp_path / "adapters").active() == "lora-0123abcd"
     store.set_active(None)
     assert store.active() is None

@@ -15,7 +15,7 @@ router = APIRouter()
 @router.get("/adapters", response_model=AdaptersResponse)
 async def adapters(ml: State) -> AdaptersResponse:
     """Stored LoRA adapters, newest first, and the one being served."""
-    return ml.adapters.list()
+    return await ml.adapters.list()
 
 
 @router.post("/adapters/deactivate", response_model=ActiveAdapter)

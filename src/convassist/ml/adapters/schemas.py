@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import Field
+
 from convassist.core.schemas import APIModel
 
 
@@ -15,6 +17,9 @@ class AdapterOut(APIModel):
     metrics: dict[str, Any]
     path: str
     size_bytes: int
+    sha256: str | None = Field(
+        None, description="SHA-256 of the GGUF file, checked before each use (hex)."
+    )
     active: bool
 
 

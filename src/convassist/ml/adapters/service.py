@@ -1,17 +1,25 @@
-"""Which adapter the ML service serves: list, activate, deactivate, restore at start-up.
+"""Which adapter the ML service serves: list, activate, deactivate, follow the shared choice.
 
 Activation switches the adapter on the inference thread between two requests (never inside
 one), so `model_version` becomes `<base version>+<adapter id>` for every request after it,
 and response-cache keys (which hash `model_version`) change with it. The choice is saved in
-the adapter store, so a restarted service serves the same adapter.
+the adapter store: with Redis every other ML service and worker follows it within seconds
+(`follow`), and an instance that starts later comes up serving it; without Redis a restarted
+service serves the same adapter. The instance that receives an activation checks it (base
+model, checksum, a loadable file) before anyone else is told.
 """
 
 from __future__ import annotations
 
-from convassist.core.errors import Conflict, NotFound
+import asyncio
+import contextlib
+
+from redis.exceptions import RedisError
+
+from convassist.core.errors import AppError, Conflict, NotFound
 from convassist.core.logging import get_logger
 from convassist.ml.adapters.schemas import ActiveAdapter, AdapterOut, AdaptersResponse
-from convassist.ml.adapters.store import AdapterInfo, AdapterStore
+from convassist.ml.adapters.store import AdapterInfo, AdapterStore, ChecksumMismatch
 from convassist.ml.errors import ModelLoadError
 from convassist.ml.generation.manager import LLMManager
 
@@ -22,6 +30,9 @@ class AdapterService:
     def __init__(self, manager: LLMManager, store: AdapterStore) -> None:
         self.manager = manager
         self.store = store
+        self._lock = asyncio.Lock()
+        self._refused: str | None = None
+        self._follower: asyncio.Task[None] | None = None
 
     @property
     def active(self) -> str | None:
@@ -31,8 +42,9 @@ class AdapterService:
     def state(self) -> ActiveAdapter:
         return ActiveAdapter(active=self.active, model_version=self.manager.model_version)
 
-    def list(self) -> AdaptersResponse:
+    async def list(self) -> AdaptersResponse:
         active = self.active
+        stored = await asyncio.to_thread(self.store.list)
         return AdaptersResponse(
             active=active,
             model_version=self.manager.model_version,
@@ -45,20 +57,22 @@ class AdapterService:
                     metrics=info.metrics,
                     path=str(info.path),
                     size_bytes=info.size_bytes,
+                    sha256=info.sha256,
                     active=info.id == active,
                 )
-                for info in self.store.list()
+                for info in stored
             ],
         )
 
-    def _usable(self, adapter_id: str) -> AdapterInfo:
+    async def _switch(self, adapter_id: str) -> str:
+        """Serve this adapter here, once it fits the base model and its checksum holds."""
         backend = self.manager.adapter_backend
         if backend is None:
             raise Conflict(
                 f"The {self.manager.backend.name} backend cannot serve LoRA adapters.",
                 code="adapters_unsupported",
             )
-        info = self.store.get(adapter_id)
+        info: AdapterInfo | None = await asyncio.to_thread(self.store.get, adapter_id)
         if info is None:
             raise NotFound(f"No adapter {adapter_id!r}.")
         if info.base_version != backend.base_version:
@@ -67,31 +81,72 @@ class AdapterService:
                 f"{backend.base_version}.",
                 code="adapter_base_mismatch",
             )
-        return info
-
-    async def activate(self, adapter_id: str) -> ActiveAdapter:
-        info = self._usable(adapter_id)
         try:
-            version = await self.manager.set_adapter(info.id, info.path)
+            path = await asyncio.to_thread(self.store.fetch, info)
+        except ChecksumMismatch as exc:
+            raise Conflict(str(exc), code="adapter_checksum_mismatch") from None
+        try:
+            return await self.manager.set_adapter(info.id, path)
         except ModelLoadError as exc:
             raise Conflict(str(exc), code="adapter_unloadable") from None
-        self.store.set_active(info.id)
-        log.info("adapter_activated", adapter_id=info.id, model_version=version)
+
+    async def activate(self, adapter_id: str) -> ActiveAdapter:
+        """Serve the adapter here, then make it every instance's choice."""
+        async with self._lock:
+            version = await self._switch(adapter_id)
+            await asyncio.to_thread(self.store.set_active, adapter_id)
+            self._refused = None
+        log.info("adapter_activated", adapter_id=adapter_id, model_version=version)
         return self.state()
 
     async def deactivate(self) -> ActiveAdapter:
-        if self.manager.adapter_backend is not None:
-            version = await self.manager.set_adapter(None, None)
-            log.info("adapter_deactivated", model_version=version)
-        self.store.set_active(None)
+        async with self._lock:
+            if self.manager.adapter_backend is not None:
+                version = await self.manager.set_adapter(None, None)
+                log.info("adapter_deactivated", model_version=version)
+            await asyncio.to_thread(self.store.set_active, None)
         return self.state()
 
-    async def restore(self) -> None:
-        """Serve the adapter that was active when the service last ran, if it still fits."""
-        adapter_id = self.store.active()
-        if adapter_id is None or self.manager.adapter_backend is None:
+    async def follow(self) -> None:
+        """Serve the store's active adapter if this instance serves another (at start-up, and
+        when another instance changed it). One that does not fit here is logged once."""
+        if self.manager.adapter_backend is None:
             return
-        try:
-            await self.activate(adapter_id)
-        except (Conflict, NotFound) as exc:
-            log.warning("adapter_not_restored", adapter_id=adapter_id, reason=exc.code)
+        async with self._lock:
+            try:
+                wanted = await asyncio.to_thread(self.store.active)
+            except (RedisError, OSError):
+                return  # unreachable now: the next tick tries again
+            if wanted == self.active or wanted == self._refused:
+                return
+            if wanted is None:
+                version = await self.manager.set_adapter(None, None)
+                self._refused = None
+                log.info("adapter_followed", adapter_id=None, model_version=version)
+                return
+            try:
+                version = await self._switch(wanted)
+            except AppError as exc:
+                self._refused = wanted
+                log.warning("adapter_not_followed", adapter_id=wanted, reason=exc.code)
+                return
+            except (RedisError, OSError):
+                return
+            self._refused = None
+            log.info("adapter_followed", adapter_id=wanted, model_version=version)
+
+    async def start(self) -> None:
+        """Serve the active adapter now, and follow the changes other instances make."""
+        await self.follow()
+        self._follower = asyncio.create_task(self._follow_changes())
+
+    async def _follow_changes(self) -> None:
+        async for _ in self.store.changes():
+            await self.follow()
+
+    async def close(self) -> None:
+        if self._follower is not None:
+            self._follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._follower
+        await asyncio.to_thread(self.store.close)

@@ -56,7 +56,6 @@ class JobSpec:
     base_model: str
     base_version: str
     model_path: str
-    adapters_dir: str
     epochs: int = DEFAULT_EPOCHS
     learning_rate: float = DEFAULT_LEARNING_RATE
     lora_rank: int = DEFAULT_LORA_RANK

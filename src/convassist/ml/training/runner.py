@@ -59,7 +59,8 @@ class Reporter:
 
 
 def run(files: JobFiles, reporter: Reporter) -> None:
-    from convassist.ml.adapters.store import AdapterStore
+    from convassist.ml.adapters.factory import make_adapter_store
+    from convassist.ml.settings import MLSettings
     from convassist.ml.training import dataset
 
     started = time.perf_counter()
@@ -143,7 +144,8 @@ def run(files: JobFiles, reporter: Reporter) -> None:
         finalLoss=round(result.final_loss, 4),
         bf16=result.bf16,
     )
-    store = AdapterStore(Path(spec.adapters_dir))
+    # The store its parent uses (`MLSettings.runner_env`): with Redis, every instance's.
+    store = make_adapter_store(MLSettings())
     adapter_id = store.new_id(spec.job_id)
     export.export_adapter(
         peft_model, files.adapter, model_path=Path(spec.model_path), name=adapter_id
@@ -177,6 +179,7 @@ def run(files: JobFiles, reporter: Reporter) -> None:
         settings={k: metrics[k] for k in ("epochs", "learningRate", "loraRank", "loraAlpha")},
         adapter_id=adapter_id,
     )
+    store.close()
     reporter.finish(
         "completed", progress=100, metrics=metrics, adapterId=info.id, outputPath=str(info.path)
     )

@@ -198,7 +198,6 @@ class TrainingJobs:
             base_model=served.model_id,
             base_version=served.base_version,
             model_path=str(served.path),
-            adapters_dir=str(self.settings.adapters_dir),
             epochs=request.epochs,
             learning_rate=request.learning_rate,
             lora_rank=request.lora_rank,
@@ -292,7 +291,12 @@ class TrainingJobs:
 
             try:
                 state = await supervise(
-                    job_id, self.files(job_id), self.store, stopped=STOPPED, started=started
+                    job_id,
+                    self.files(job_id),
+                    self.store,
+                    stopped=STOPPED,
+                    env=self.settings.runner_env(),
+                    started=started,
                 )
                 if state is not None:
                     await self._finished(state)

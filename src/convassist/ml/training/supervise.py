@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -48,10 +49,12 @@ async def supervise(
     store: StateStore,
     *,
     stopped: str,
+    env: dict[str, str],
     beat: Callable[[], Awaitable[Any]] | None = None,
     started: Callable[[asyncio.subprocess.Process], None] | None = None,
 ) -> dict[str, Any] | None:
-    """Run the job's process to its end, mirroring its progress into `store`.
+    """Run the job's process (with `env` added to its environment: `MLSettings.runner_env`)
+    to its end, mirroring its progress into `store`.
 
     If this coroutine is cancelled (its owner stops), the process is stopped and the job
     fails with the message `stopped`.
@@ -71,6 +74,7 @@ async def supervise(
             stdin=asyncio.subprocess.DEVNULL,
             stdout=log_file,
             stderr=log_file,
+            env={**os.environ, **env},
             start_new_session=True,
         )
     files.pid.write_text(str(process.pid))
