@@ -63,7 +63,7 @@ def evaluate(
     """Mean NLL per reply token and perplexity, under the base model and an adapter."""
     from convassist.ml.models.manifest import resolve_model
     from convassist.ml.training import dataset
-    from convassist.ml.training.evaluate import LlamaScorer
+    from convassist.ml.training import evaluate as evaluation
 
     settings = MLSettings()
     setup_logging(settings, "eval")
@@ -72,30 +72,26 @@ def evaluate(
     except ModelError as exc:
         fail(str(exc))
     chosen = _adapter_path(settings, adapter)
-    kept = dataset.usable(dataset.read_samples(samples))
-    if holdout_fraction < 1:
-        kept = dataset.split_by_conversation(kept, holdout_fraction)[1]
-    if not kept:
+    how = evaluation.EvalSettings(
+        holdout_fraction=holdout_fraction,
+        max_length=max_context or settings.train_max_context,
+        threads=settings.threads,
+    )
+    try:
+        report = evaluation.evaluate(
+            model.path, dataset.read_samples(samples), how, chosen[1] if chosen else None
+        )
+    except ModelError as exc:
+        fail(str(exc))
+    if not report.base.examples:
         fail(
             "No usable sample in the held-out conversations: use --holdout-fraction 1 to "
             "score every sample."
         )
-    length = max_context or settings.train_max_context
-    tokenizer = dataset.LlamaTokenizer(model.path)
-    examples = dataset.build_examples(kept, tokenizer, length)
-    tokenizer.close()
-    scorer = LlamaScorer(model.path, context_size=length + 8, threads=settings.threads)
-    rows: list[tuple[str, Score]] = []
-    try:
-        rows.append((model.model_id, scorer.score(examples)))
-        if chosen is not None:
-            scorer.set_adapter(chosen[1])
-            rows.append((f"+ {chosen[0]}", scorer.score(examples)))
-    except ModelError as exc:
-        fail(str(exc))
-    finally:
-        scorer.close()
-    _print(rows, len({e.conversation_id for e in examples}))
+    rows: list[tuple[str, Score]] = [(model.model_id, report.base)]
+    if chosen is not None and report.adapter is not None:
+        rows.append((f"+ {chosen[0]}", report.adapter))
+    _print(rows, report.conversations)
 
 
 def _print(rows: list[tuple[str, Score]], conversations: int) -> None:

@@ -1,5 +1,9 @@
 """Held-out evaluation: mean per-token NLL and perplexity of replies, base vs adapter.
 
+One evaluation for the training job (runner.py) and `convassist eval`: `evaluate` takes
+the samples, keeps the usable ones of the conversations a job holds out, tokenizes them,
+scores them under the base model and then the adapter, and returns a `Report`.
+
 Scored with llama.cpp on the served GGUF (quantized weights, the adapter applied the way
 the service applies it), so the numbers describe what is actually served. Only the reply
 tokens and their end-of-turn newline count (the prompt is context), every token equally
@@ -18,7 +22,15 @@ import numpy as np
 
 from convassist.ml.backends.llama import LoraSwitch, default_threads
 from convassist.ml.models.native import LlamaLoadConfig, load_llama
-from convassist.ml.training.dataset import IGNORE_INDEX, Example
+from convassist.ml.training.dataset import (
+    IGNORE_INDEX,
+    Example,
+    LlamaTokenizer,
+    Sample,
+    build_examples,
+    split_by_conversation,
+    usable,
+)
 
 
 @dataclass(frozen=True)
@@ -89,17 +101,31 @@ class LlamaScorer:
 
 
 @dataclass(frozen=True)
-class Comparison:
+class EvalSettings:
+    """Which conversations are held out, the tokens per example, llama.cpp's threads/config."""
+
+    holdout_fraction: float
+    """As the training job's; 1 scores every usable sample."""
+    max_length: int
+    threads: int | None = None
+    llama_config: LlamaLoadConfig | None = None
+
+
+@dataclass(frozen=True)
+class Report:
     base: Score
-    adapter: Score
+    adapter: Score | None
+    """None when no adapter was scored."""
+    conversations: int
 
     def metrics(self) -> dict[str, Any]:
         """The job-metrics keys: baseNll, adapterNll, basePerplexity, adapterPerplexity…"""
+        tuned = self.adapter
         return {
             "baseNll": _round(self.base.nll),
-            "adapterNll": _round(self.adapter.nll),
+            "adapterNll": _round(tuned.nll) if tuned else None,
             "basePerplexity": _round(self.base.perplexity),
-            "adapterPerplexity": _round(self.adapter.perplexity),
+            "adapterPerplexity": _round(tuned.perplexity) if tuned else None,
             "heldOutTokens": self.base.tokens,
         }
 
@@ -108,13 +134,37 @@ def _round(value: float | None) -> float | None:
     return round(value, 4) if value is not None else None
 
 
-def compare(scorer: LlamaScorer, examples: Sequence[Example], adapter: Path) -> Comparison:
-    """Score `examples` under the base model, then under `adapter`."""
-    scorer.set_adapter(None)
-    base = scorer.score(examples)
-    scorer.set_adapter(adapter)
+def held_out(samples: Sequence[Sample], fraction: float) -> list[Sample]:
+    """The usable samples of the conversations a job with this holdout `fraction` scores."""
+    kept = usable(samples)
+    return kept if fraction >= 1 else split_by_conversation(kept, fraction)[1]
+
+
+def evaluate(
+    model_path: Path, samples: Sequence[Sample], settings: EvalSettings, adapter: Path | None
+) -> Report:
+    """Split, tokenize, then score the held-out replies under the base model and `adapter`."""
+    kept = held_out(samples, settings.holdout_fraction)
+    if not kept:
+        empty = Score(nll=None, tokens=0, examples=0)
+        return Report(base=empty, adapter=empty if adapter else None, conversations=0)
+    tokenizer = LlamaTokenizer(model_path)
     try:
-        tuned = scorer.score(examples)
+        examples = build_examples(kept, tokenizer, settings.max_length)
     finally:
-        scorer.set_adapter(None)
-    return Comparison(base=base, adapter=tuned)
+        tokenizer.close()
+    scorer = LlamaScorer(
+        model_path,
+        context_size=settings.max_length + 8,
+        threads=settings.threads,
+        config=settings.llama_config,
+    )
+    try:
+        base = scorer.score(examples)
+        tuned = None
+        if adapter is not None:
+            scorer.set_adapter(adapter)
+            tuned = scorer.score(examples)
+    finally:
+        scorer.close()
+    return Report(base, tuned, conversations=len({e.conversation_id for e in examples}))

@@ -90,7 +90,6 @@ def run(files: JobFiles, reporter: Reporter) -> None:
         )
     tokenizer = dataset.LlamaTokenizer(Path(spec.model_path))
     train_examples = dataset.build_examples(train_samples, tokenizer, spec.max_length)
-    heldout_examples = dataset.build_examples(heldout_samples, tokenizer, spec.max_length)
     tokenizer.close()
     reporter.update(progress=5, metrics=metrics)
     log.info("training_prepared", job_id=spec.job_id, train=len(train_examples))
@@ -152,23 +151,12 @@ def run(files: JobFiles, reporter: Reporter) -> None:
     )
     del peft_model, model
     reporter.update(progress=88, metrics=metrics)
-    if heldout_examples:
-        from convassist.ml.models.native import named_config
-        from convassist.ml.training.evaluate import LlamaScorer, compare
+    from convassist.ml.models.native import named_config
+    from convassist.ml.training.evaluate import EvalSettings, evaluate
 
-        llama = named_config(spec.llama_config, "the ML service's") if spec.llama_config else None
-        scorer = LlamaScorer(
-            Path(spec.model_path),
-            context_size=spec.max_length + 8,
-            threads=spec.threads,
-            config=llama,
-        )
-        try:
-            metrics.update(compare(scorer, heldout_examples, files.adapter).metrics())
-        finally:
-            scorer.close()
-    else:
-        metrics.update(baseNll=None, adapterNll=None, basePerplexity=None, adapterPerplexity=None)
+    llama = named_config(spec.llama_config, "the ML service's") if spec.llama_config else None
+    held_out = EvalSettings(spec.holdout_fraction, spec.max_length, spec.threads, llama)
+    metrics.update(evaluate(Path(spec.model_path), samples, held_out, files.adapter).metrics())
     metrics["durationSeconds"] = round(time.perf_counter() - started, 2)
     info = store.save(
         files.adapter,
