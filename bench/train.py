@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
+import os
 import random
 import statistics
 import subprocess
@@ -51,7 +53,7 @@ from convassist.ml.backends.base import Sampling  # noqa: E402
 from convassist.ml.models.manifest import load_manifest  # noqa: E402
 from convassist.ml.training import dataset, export, trainer  # noqa: E402
 from convassist.ml.training.dataset import Example, Sample  # noqa: E402
-from convassist.ml.training.files import JobFiles, JobSpec, read_json, write_json  # noqa: E402
+from convassist.ml.training.files import JobFiles, JobSpec, write_json  # noqa: E402
 
 HISTORY = 10
 
@@ -183,7 +185,7 @@ def bench_generation(model_path: Path, adapter: Path, runs: int) -> tuple[float,
 
 
 def run_job(model_path: Path, samples: list[Sample]) -> dict[str, Any]:
-    """A real job through the runner process; its final progress.json."""
+    """A real job through the runner process; its final report (the last line it prints)."""
     with tempfile.TemporaryDirectory() as tmp:
         files = JobFiles(Path(tmp) / "job")
         files.directory.mkdir()
@@ -193,15 +195,18 @@ def run_job(model_path: Path, samples: list[Sample]) -> dict[str, Any]:
             base_model="smollm2-135m-instruct",
             base_version="bench",
             model_path=str(model_path),
-            adapters_dir=str(Path(tmp) / "adapters"),
         )
         write_json(files.spec, spec.to_json())
         started = time.perf_counter()
-        subprocess.run(
+        reports = subprocess.run(
             [sys.executable, "-m", "convassist.ml.training.runner", str(files.directory)],
             check=True,
-        )
-        state = read_json(files.progress) or {}
+            stdout=subprocess.PIPE,
+            # The adapter store under the temporary folder, never the real data dir's.
+            env={**os.environ, "CONVASSIST_DATA_DIR": tmp, "ML_SERVICE_REDIS_ENABLED": "false"},
+            text=True,
+        ).stdout.splitlines()
+        state: dict[str, Any] = json.loads(reports[-1]) if reports else {}
         state["wallSeconds"] = round(time.perf_counter() - started, 1)
         return state
 

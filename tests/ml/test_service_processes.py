@@ -71,7 +71,10 @@ def saq_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
         with ml_service(tmp, **env) as base:
             yield {"base": base, "tmp": str(tmp), **env}
     finally:
-        clean_redis(TEST_REDIS_URL, (f"saq:*{env['ML_SERVICE_QUEUE_NAME']}*",))
+        clean_redis(
+            TEST_REDIS_URL,
+            (f"saq:*{env['ML_SERVICE_QUEUE_NAME']}*", "conv-assistant:job*:generation*"),
+        )
 
 
 class Worker:
@@ -79,6 +82,7 @@ class Worker:
         env = clean_env(
             REDIS_URL=service["REDIS_URL"],
             ML_SERVICE_QUEUE_NAME=service["ML_SERVICE_QUEUE_NAME"],
+            ML_SERVICE_JOB_HEARTBEAT=service["ML_SERVICE_JOB_HEARTBEAT"],
             ML_SERVICE_CONTEXT_SIZE=str(WORKER_CONTEXT),
             ML_SERVICE_MODELS_DIR=str(Path(service["tmp"]) / "models"),
             CONVASSIST_DATA_DIR=str(Path(service["tmp"]) / "data"),
@@ -242,7 +246,7 @@ def test_saq_log_lines_carry_job_ids_not_prompts(caplog: pytest.LogCaptureFixtur
 
     from saq import Job
 
-    from convassist.ml.generation.queue import quiet_saq_logs, saq_queue
+    from convassist.ml.runtime.saq import quiet_saq_logs, saq_queue
 
     queue = saq_queue("redis://127.0.0.1:1/0", "ml-test-logs", socket_timeout=1)
     job = Job("generate", kwargs={"request": {"prompt": "Them: secret-plan-77"}}, queue=queue)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
 from starlette.middleware import Middleware
@@ -43,10 +42,6 @@ def create_app(settings: MLSettings | None = None, llm: LLMManager | None = None
     service = GenerationService(manager, cache, metrics)
     adapters = AdapterService(manager, make_adapter_store(settings))
 
-    async def auto_activate(job: dict[str, Any]) -> None:
-        if job.get("adapterId"):
-            await adapters.activate(str(job["adapterId"]))
-
     state = MLState(
         settings=settings,
         manager=manager,
@@ -54,7 +49,7 @@ def create_app(settings: MLSettings | None = None, llm: LLMManager | None = None
         service=service,
         jobs=make_jobs(settings, service, metrics),
         metrics=metrics,
-        training=TrainingJobs(settings, manager.adapter_backend, auto_activate),
+        training=TrainingJobs(settings, manager.adapter_backend, adapters.activate),
         adapters=adapters,
     )
 
@@ -62,6 +57,7 @@ def create_app(settings: MLSettings | None = None, llm: LLMManager | None = None
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await adapters.start()
         await state.training.start()
+        state.jobs.start()
         yield
         await state.training.close()
         await adapters.close()

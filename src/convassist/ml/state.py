@@ -10,7 +10,7 @@ from fastapi import Depends, Request
 from convassist.ml.adapters.service import AdapterService
 from convassist.ml.generation.cache import ResponseCache
 from convassist.ml.generation.manager import LLMManager
-from convassist.ml.generation.queue import JobQueue
+from convassist.ml.generation.queue import GenerationJobs
 from convassist.ml.generation.service import GenerationService
 from convassist.ml.metrics import Metrics
 from convassist.ml.settings import MLSettings
@@ -25,7 +25,7 @@ class MLState:
     manager: LLMManager
     cache: ResponseCache
     service: GenerationService
-    jobs: JobQueue
+    jobs: GenerationJobs
     metrics: Metrics
     training: TrainingJobs
     adapters: AdapterService

@@ -9,6 +9,7 @@ import signal
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,8 @@ import httpx
 import pytest
 
 from convassist.ml.generation.manager import LLMManager
-from convassist.ml.training.files import write_json
-from convassist.ml.training.service import RESTARTED, STOPPED
+from convassist.ml.runtime.inprocess import RESTARTED, STOPPED
+from convassist.ml.training.record import TrainingRecord
 from tests.ml.conftest import AppFactory
 from tests.ml.training.conftest import make_samples, sample_json
 
@@ -157,15 +158,23 @@ async def test_stopping_or_restarting_the_service_fails_its_jobs(
         await client.post("/training/jobs", json=body)
         pid = await runner_pid(tmp_path, body["jobId"])
     assert not alive(pid)
-    # A job a crashed instance left behind (its state says training, its runner is gone).
+    # A job a crashed instance left behind (its record says training; no heartbeat since).
     orphan = str(uuid.uuid4())
     orphan_dir = tmp_path / "data" / "ml" / "training" / orphan
     orphan_dir.mkdir(parents=True)
-    (orphan_dir / "pid").write_text(str(os.getpid()))  # not a runner: must not be killed
-    write_json(
-        orphan_dir / "state.json",
-        {"jobId": orphan, "status": "training", "progress": 40, "createdAt": "2026-01-01T00:00"},
+    silent = datetime(2026, 1, 1, tzinfo=UTC)
+    record = TrainingRecord(
+        job_id=orphan,
+        status="training",
+        progress=40,
+        created_at=silent,
+        started_at=silent,
+        heartbeat_at=silent,
+        stale_after=10,
+        base_model="smollm2-135m-instruct",
+        auto_activate=False,
     )
+    (orphan_dir / "job.json").write_text(record.model_dump_json())
     async with make_client(**TINY) as client:
         stopped = (await client.get(f"/training/jobs/{body['jobId']}")).json()
         assert stopped["status"] == "failed" and stopped["error"] == STOPPED

@@ -1,27 +1,17 @@
-"""Async generation jobs: SAQ on Redis (consumed by `convassist worker`), else in-process.
+"""Async generation jobs on the job runtime (`ml/runtime`): in process, or SAQ on Redis.
 
-Statuses on the wire: queued | running | completed | failed. SAQ's `aborted` (a job swept
-because its worker stopped sending heartbeats, or timed out) reads as failed, and so does a
-running job whose heartbeat is overdue: a job whose worker died never stays "running".
-Model-dependent checks (prompt length) run inside the job; a job that fails them ends failed
-with the same message `POST /generate` would give.
+Statuses on the wire: queued | running | completed | failed. A running job whose holder
+stopped beating (its worker died) reads as failed by the runtime's one staleness rule, so
+it never stays "running". Model-dependent checks (prompt length) run inside the job; a job
+that fails them ends failed with the same message `POST /generate` would give.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import time
 import uuid
-from dataclasses import dataclass
-from typing import Protocol
+from typing import Any
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
-from saq import Job, Queue, Status
-from saq.queue.redis import RedisQueue
-
-from convassist.core.errors import AppError, ServiceUnavailable
+from convassist.core.errors import AppError
 from convassist.core.logging import get_logger
 from convassist.ml.generation.schemas import (
     GenerateRequest,
@@ -31,33 +21,27 @@ from convassist.ml.generation.schemas import (
 )
 from convassist.ml.generation.service import GenerationService
 from convassist.ml.metrics import Metrics
+from convassist.ml.runtime.inprocess import InProcessJobs
+from convassist.ml.runtime.records import JobFailed, JobRecord, now
+from convassist.ml.runtime.runtime import JobContext, JobKind, unavailable
+from convassist.ml.runtime.saq import QUEUE_TIMEOUT, SaqJobs, quiet_saq_logs, saq_queue
+from convassist.ml.runtime.stores import LocalStore
 from convassist.ml.settings import MLSettings
 
 log = get_logger("convassist.ml.generation.queue")
 
-JOB_FUNCTION = "generate"
-QUEUE_TIMEOUT = 2.0
-_STATES: dict[Status, GenerationJobStatus] = {
-    Status.NEW: "queued",
-    Status.QUEUED: "queued",
-    Status.ACTIVE: "running",
-    Status.ABORTING: "running",
-    Status.COMPLETE: "completed",
-    Status.FAILED: "failed",
-    Status.ABORTED: "failed",
-}
+KIND = "generation"
+UNAVAILABLE = "The job queue (Redis) is unavailable; use POST /generate or retry later."
 
 
-class JobQueue(Protocol):
-    kind: str
+class GenerationRecord(JobRecord):
+    status: GenerationJobStatus
+    result: GenerateResponse | None = None
 
-    async def submit(self, request: GenerateRequest) -> str: ...
-
-    async def status(self, job_id: str) -> GenerationJob | None: ...
-
-    async def depth(self) -> int | None: ...
-
-    async def close(self) -> None: ...
+    def public(self) -> GenerationJob:
+        return GenerationJob(
+            job_id=self.job_id, status=self.status, result=self.result, error=self.error
+        )
 
 
 def failure_message(exc: BaseException) -> str:
@@ -67,173 +51,70 @@ def failure_message(exc: BaseException) -> str:
     return f"Generation failed ({type(exc).__name__})."
 
 
-@dataclass
-class _LocalJob:
-    state: GenerationJobStatus = "queued"
-    result: GenerateResponse | None = None
-    error: str | None = None
-    finished: float | None = None
+def generation_kind(
+    settings: MLSettings, service: GenerationService, metrics: Metrics
+) -> JobKind[GenerationRecord, GenerateRequest]:
+    """Generation jobs: one `service.generate` each, on the same threads as `/generate`."""
 
-
-class InProcessJobs:
-    """Jobs as tasks of this process, on the same inference threads as `/generate`."""
-
-    kind = "in-process"
-
-    def __init__(self, service: GenerationService, metrics: Metrics, ttl: float) -> None:
-        self.service = service
-        self.metrics = metrics
-        self.ttl = ttl
-        self._jobs: dict[str, _LocalJob] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def submit(self, request: GenerateRequest) -> str:
-        self._prune()
-        job_id = uuid.uuid4().hex
-        job = self._jobs[job_id] = _LocalJob()
-        task = asyncio.create_task(self._run(job_id, job, request))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return job_id
-
-    async def _run(self, job_id: str, job: _LocalJob, request: GenerateRequest) -> None:
-        job.state = "running"
+    async def run(ctx: JobContext[GenerationRecord, GenerateRequest]) -> dict[str, Any]:
         try:
-            job.result = await self.service.generate(request)
-            job.state = "completed"
+            response = await service.generate(ctx.payload)
         except Exception as exc:
-            job.state, job.error = "failed", failure_message(exc)
-            log.warning("job_failed", job_id=job_id, error_type=type(exc).__name__)
-        job.finished = time.monotonic()
-        self.metrics.jobs.labels(job.state).inc()
+            log.warning("job_failed", job_id=ctx.record.job_id, error_type=type(exc).__name__)
+            raise JobFailed(failure_message(exc)) from None
+        return {"result": response, "progress": 100}
 
-    def _prune(self) -> None:
-        cutoff = time.monotonic() - self.ttl
-        for job_id in [k for k, j in self._jobs.items() if j.finished and j.finished < cutoff]:
-            del self._jobs[job_id]
+    async def finished(record: GenerationRecord) -> None:
+        metrics.jobs.labels(record.status).inc()
 
-    async def status(self, job_id: str) -> GenerationJob | None:
-        job = self._jobs.get(job_id)
-        if job is None:
-            return None
-        return GenerationJob(job_id=job_id, status=job.state, result=job.result, error=job.error)
-
-    async def depth(self) -> int:
-        return sum(1 for job in self._jobs.values() if job.state == "queued")
-
-    async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-
-class RedactJobs(logging.Filter):
-    """Replace SAQ `Job` objects in log arguments by their ids (their kwargs hold prompts)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(a.id if isinstance(a, Job) else a for a in record.args)
-        return True
-
-
-def quiet_saq_logs() -> None:
-    saq_logger = logging.getLogger("saq")
-    if not any(isinstance(f, RedactJobs) for f in saq_logger.filters):
-        saq_logger.addFilter(RedactJobs())
-    # At DEBUG, SAQ formats whole jobs (with their kwargs) into its messages itself.
-    if saq_logger.getEffectiveLevel() < logging.INFO:
-        saq_logger.setLevel(logging.INFO)
-
-
-def saq_queue(url: str, name: str, *, socket_timeout: float | None) -> RedisQueue:
-    redis = aioredis.from_url(
-        url, socket_timeout=socket_timeout, socket_connect_timeout=QUEUE_TIMEOUT
+    return JobKind(
+        name=KIND,
+        record=GenerationRecord,
+        payload=GenerateRequest,
+        run=run,
+        timeout=settings.job_timeout,
+        ttl=settings.job_ttl,
+        on_finished=finished,
     )
-    return RedisQueue(redis, name=name)
 
 
-class SaqJobs:
-    """Jobs in Redis through SAQ; `convassist worker` processes run them."""
+class GenerationJobs:
+    """`POST /generate/async` and `GET /jobs/{id}` over either runtime."""
 
-    kind = "saq"
-
-    def __init__(self, queue: Queue, settings: MLSettings) -> None:
-        self.queue = queue
-        self.settings = settings
+    def __init__(
+        self,
+        runtime: InProcessJobs[GenerationRecord, GenerateRequest]
+        | SaqJobs[GenerationRecord, GenerateRequest],
+    ) -> None:
+        self.runtime = runtime
+        self.kind = runtime.kind
 
     async def submit(self, request: GenerateRequest) -> str:
-        try:
-            job = await self.queue.enqueue(
-                JOB_FUNCTION,
-                request=request.model_dump(mode="json"),
-                timeout=self.settings.job_timeout,
-                heartbeat=self.settings.job_heartbeat,
-                ttl=self.settings.job_ttl,
-                retries=1,
-            )
-        except (RedisError, OSError) as exc:
-            raise ServiceUnavailable(
-                "The job queue (Redis) is unavailable; use POST /generate or retry later."
-            ) from exc
-        assert job is not None  # a fresh random key is never a duplicate
-        return job.key
+        record = GenerationRecord(job_id=uuid.uuid4().hex, status="queued", created_at=now())
+        with unavailable(UNAVAILABLE):
+            await self.runtime.submit(record, request)
+        return record.job_id
 
     async def status(self, job_id: str) -> GenerationJob | None:
-        try:
-            job = await self.queue.job(job_id)
-            if job is not None and job.status == Status.ACTIVE and job.stuck:
-                await self._fail_stuck(job)
-        except (RedisError, OSError) as exc:
-            raise ServiceUnavailable("The job queue (Redis) is unavailable.") from exc
-        if job is None:
-            return None
-        state = _STATES[job.status]
-        result = GenerateResponse.model_validate(job.result) if state == "completed" else None
-        error = _job_error(job) if state == "failed" else None
-        return GenerationJob(job_id=job_id, status=state, result=result, error=error)
-
-    async def _fail_stuck(self, job: Job) -> None:
-        """The worker stopped sending heartbeats (it died): finish the job as failed."""
-        message = (
-            f"The worker running this job stopped responding "
-            f"(no heartbeat for {job.heartbeat} s, or over the {job.timeout} s limit)."
-        )
-        job.meta["error"] = message
-        await self.queue.abort(job, message)
-        await self.queue.finish(job, Status.ABORTED, error=message)
-        log.warning("job_failed", job_id=job.key, reason="worker_lost")
+        with unavailable("The job queue (Redis) is unavailable."):
+            record = await self.runtime.get(job_id)
+        return record.public() if record is not None else None
 
     async def depth(self) -> int | None:
-        try:
-            return await self.queue.count("queued")
-        except (RedisError, OSError):
-            return None
+        return await self.runtime.depth()
+
+    def start(self) -> None:
+        self.runtime.start()
 
     async def close(self) -> None:
-        await disconnect(self.queue)
+        await self.runtime.close()
 
 
-def _job_error(job: Job) -> str:
-    message = job.meta.get("error")
-    if message:
-        return str(message)
-    if job.status == Status.ABORTED:
-        return "The job was stopped: its worker died or it ran past its time limit."
-    return "Generation failed."
-
-
-async def disconnect(queue: Queue) -> None:
-    """Close the queue's connections; with Redis gone there is nothing left to close."""
-    try:
-        await queue.disconnect()
-    except (RedisError, OSError):
-        log.info("queue_disconnected_while_redis_down")
-
-
-def make_jobs(settings: MLSettings, service: GenerationService, metrics: Metrics) -> JobQueue:
+def make_jobs(settings: MLSettings, service: GenerationService, metrics: Metrics) -> GenerationJobs:
+    kind = generation_kind(settings, service, metrics)
     if settings.use_redis:
         assert settings.redis_url is not None
         quiet_saq_logs()
         queue = saq_queue(settings.redis_url, settings.queue_name, socket_timeout=QUEUE_TIMEOUT)
-        return SaqJobs(queue, settings)
-    return InProcessJobs(service, metrics, ttl=settings.job_ttl)
+        return GenerationJobs(SaqJobs(kind, queue, settings.job_heartbeat))
+    return GenerationJobs(InProcessJobs(kind, LocalStore(GenerationRecord), settings.job_heartbeat))

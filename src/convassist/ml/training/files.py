@@ -1,9 +1,10 @@
-"""A training job's files and the JSON records that pass between its processes.
+"""A training job's files, and the reports its runner process sends its supervisor.
 
-A job lives in `<data dir>/ml/training/<job id>/`: `spec.json` (what to train, written by the
-ML service), `samples.jsonl`, `progress.json` (written only by the runner process, atomically),
-`pid` (the runner's process id, written by whoever started it) and `runner.log` (the runner's
-log lines: ids, counts and timings, never sample text).
+Whoever runs the job (the service without Redis, else a worker) materialises it in its own
+`<data dir>/ml/training/<job id>/`: `spec.json` (what to train, on this machine's model),
+`samples.jsonl`, `pid` (the runner's process id) and `runner.log` (the runner's log lines:
+ids, counts and timings, never sample text); and `job.json`, the job's record, without Redis.
+The runner reports on its stdout, one JSON object a line (`RunnerReport`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import Field
+
+from convassist.core.schemas import APIModel
 from convassist.core.training import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_EPOCHS,
@@ -25,8 +29,6 @@ from convassist.core.training import (
     DEFAULT_TARGET_MODULES,
 )
 from convassist.ml.training.schemas import TrainingStatus
-
-FINISHED: tuple[TrainingStatus, ...] = ("completed", "failed", "cancelled")
 
 
 def utcnow() -> str:
@@ -92,10 +94,6 @@ class JobFiles:
         return self.directory / "samples.jsonl"
 
     @property
-    def progress(self) -> Path:
-        return self.directory / "progress.json"
-
-    @property
     def pid(self) -> Path:
         return self.directory / "pid"
 
@@ -106,3 +104,14 @@ class JobFiles:
     @property
     def adapter(self) -> Path:
         return self.directory / "adapter.gguf"
+
+
+class RunnerReport(APIModel):
+    """One line of the runner's stdout: progress, or (with `status`) its end."""
+
+    status: TrainingStatus | None = None
+    progress: int = Field(0, ge=0, le=100)
+    error: str | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    adapter_id: str | None = None
+    output_path: str | None = None

@@ -2,8 +2,10 @@
 
 Reads `spec.json` and `samples.jsonl`, holds out part of the conversations, trains the LoRA,
 exports it, scores the held-out replies under the base model and the adapter, stores the
-adapter, and reports every step in `progress.json` (atomically). SIGTERM cancels it at once
-(even while the model loads); it also stops by itself if the process that started it dies.
+adapter, and reports every step to the process that started it (its supervisor): one JSON
+object a line on stdout (`files.RunnerReport`; anything else printing goes to stderr, the
+log). SIGTERM cancels it at once (even while the model loads); it exits by itself within a
+second when its supervisor dies (a watcher thread sees its parent change).
 It never runs inside the serving process: the ML service (or `convassist worker`) starts it.
 
 Progress: 0-5 % preparing, 5-10 % loading the model, 10-85 % training, 85-100 % export and
@@ -12,31 +14,33 @@ evaluation.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TextIO
 
 from convassist.core.logging import configure_logging, get_logger
-from convassist.ml.training.files import JobFiles, JobSpec, read_json, utcnow, write_json
+from convassist.ml.training.files import JobFiles, JobSpec, read_json, utcnow
 
 log = get_logger("convassist.ml.training.runner")
 
-ORPHANED = "The process that started this training job stopped."
+PARENT_CHECK_SECONDS = 0.5
 
 
 class Stopped(Exception):
-    """The job was cancelled (SIGTERM) or lost its parent."""
+    """The job was cancelled (SIGTERM)."""
 
 
 class Reporter:
-    """Writes the job's `progress.json`."""
+    """Sends the job's state to the supervisor, one JSON line per change."""
 
-    def __init__(self, files: JobFiles) -> None:
-        self.files = files
+    def __init__(self, reports: TextIO) -> None:
+        self.reports = reports
         self.state: dict[str, Any] = {
             "status": "training",
             "progress": 0,
@@ -52,7 +56,8 @@ class Reporter:
     def update(self, **changes: Any) -> None:
         self.state.update(changes)
         self.state["updatedAt"] = utcnow()
-        write_json(self.files.progress, self.state)
+        self.reports.write(json.dumps(self.state, ensure_ascii=False) + "\n")
+        self.reports.flush()
 
     def finish(self, status: str, **changes: Any) -> None:
         self.update(status=status, completedAt=utcnow(), **changes)
@@ -114,7 +119,6 @@ def run(files: JobFiles, reporter: Reporter) -> None:
     reporter.update(progress=10, metrics=metrics)
 
     def on_progress(progress: trainer.Progress) -> None:
-        check_parent()
         if progress.step % 5 == 0 or progress.step == progress.total_steps:
             percent = 10 + int(75 * progress.step / progress.total_steps)
             reporter.update(
@@ -181,12 +185,17 @@ def run(files: JobFiles, reporter: Reporter) -> None:
     )
 
 
-_PARENT = os.getppid()
+def watch_parent() -> None:
+    """Exit as soon as the supervisor dies: nobody would read the job's reports any more."""
+    parent = os.getppid()
 
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_SECONDS)
+        log.warning("training_orphaned")
+        os._exit(3)
 
-def check_parent() -> None:
-    if os.getppid() != _PARENT:
-        raise Stopped(ORPHANED)
+    threading.Thread(target=watch, name="watch-parent", daemon=True).start()
 
 
 def _on_sigterm(_signum: int, _frame: FrameType | None) -> None:
@@ -202,16 +211,19 @@ def main(argv: list[str]) -> int:
     # Before torch/transformers are imported: no progress bars or library chatter in the log.
     os.environ.setdefault("TQDM_DISABLE", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    watch_parent()
+    # Reports go to the supervisor on the original stdout; stray prints go to the log.
+    reports = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)
     files = JobFiles(Path(argv[0]))
-    reporter = Reporter(files)
+    reporter = Reporter(reports)
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         reporter.update()
         run(files, reporter)
     except Stopped as exc:
-        status = "failed" if str(exc) == ORPHANED else "cancelled"
-        reporter.finish(status, error=str(exc))
-        log.info("training_stopped", status=status)
+        reporter.finish("cancelled", error=str(exc))
+        log.info("training_stopped", status="cancelled")
         return 0
     except Exception as exc:
         reporter.finish("failed", error=failure_message(exc))

@@ -1,131 +1,103 @@
-"""Training jobs as the ML service sees them: submission, state, supervision, cancellation.
+"""Training jobs as the ML service sees them: checks, submission, reading and cancelling.
 
-A job always trains in its own process (`python -m convassist.ml.training.runner <job dir>`),
-never in the serving process. Without Redis the ML service starts that process itself, one
-job at a time (the others wait, `queued`), and keeps each job's state in
-`<data dir>/ml/training/<id>/state.json`. With Redis, jobs go to the SAQ queue
-`conv-assistant:queue:training`; a `convassist worker` starts the process, and the state lives
-in the Redis hash `conv-assistant:job:<id>` (the worker and the service share the data dir,
-which holds the samples and the adapters).
-
-States are kept by `store`, and the process is run by `supervise`. A job never stays
-`training` when its process is gone: a service restarted mid-job fails its jobs at start-up,
-and a worker that stops heartbeating fails its job when the job is next read. Cancelling
-writes `cancelled` (only while the job is not finished, atomically), and the supervisor then
-stops the process.
+A job always trains in its own process (`supervise.train`), never in the serving process,
+and runs on the job runtime (`ml/runtime`). Without Redis the service runs it itself, one
+job at a time (the others wait, `queued`), and the record is `<data dir>/ml/training/<id>/
+job.json`. With Redis the job (record, settings and samples) goes to Redis and the SAQ
+queue `conv-assistant:queue:training`; one `convassist worker` takes it, materialises it in
+its own data dir and runs it; every instance reads the same record. A job never stays
+`training` when its process is gone: the runtime's one staleness rule fails it. Cancelling
+writes `cancelled` (only while the job is not finished) and whoever runs the job stops its
+process: at once in process, within a heartbeat on a worker.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import os
 import re
-import signal
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, Protocol
-
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
-from saq import Queue
+from typing import Any
 
 from convassist.core.errors import AppError, Conflict, ServiceUnavailable, Unprocessable
 from convassist.core.logging import get_logger
-from convassist.ml.models.native import NativeStatus
+from convassist.ml.runtime.inprocess import InProcessJobs
+from convassist.ml.runtime.records import now
+from convassist.ml.runtime.runtime import JobContext, JobKind, unavailable
+from convassist.ml.runtime.saq import QUEUE_TIMEOUT, SaqJobs, saq_queue
+from convassist.ml.runtime.stores import LocalStore
 from convassist.ml.settings import MLSettings
-from convassist.ml.training.dataset import Sample, unusable_reason, write_samples
-from convassist.ml.training.files import FINISHED, JobFiles, JobSpec, utcnow, write_json
+from convassist.ml.training.dataset import Sample, unusable_reason
+from convassist.ml.training.record import TrainingPayload, TrainingRecord
 from convassist.ml.training.schemas import JOB_ID_PATTERN, TrainingJobState, TrainingRequest
-from convassist.ml.training.store import FileStore, RedisStore, StateStore, public_state
-from convassist.ml.training.supervise import POLL_SECONDS, pid_is_runner, supervise, terminate
+from convassist.ml.training.supervise import ServedModel, train
 
 log = get_logger("convassist.ml.training")
 
-TRAIN_FUNCTION = "train"
+KIND = "training"
 TRAIN_JOB_TIMEOUT = 7 * 24 * 3600
-RESTARTED = "The ML service restarted while the job ran."
-STOPPED = "The ML service stopped while the job ran."
-WORKER_STOPPED = "The worker running this job stopped."
-WORKER_LOST = "The worker running this job stopped responding."
+RECORD_TTL_SECONDS = 30 * 24 * 3600
 TRAIN_MODULES = ("torch", "transformers", "peft", "gguf")
 JOB_ID = re.compile(JOB_ID_PATTERN)
+STORE_DOWN = "The job store (Redis) is unavailable."
+
+OnCompleted = Callable[[str], Awaitable[object]]
+"""Called with the adapter id of each completed job that asked to be activated, once, by
+whoever ran the job (the service without Redis, the worker with it)."""
 
 
-class ServedModel(Protocol):
-    """What training needs to know about the model being served."""
+def training_kind(
+    settings: MLSettings, served: ServedModel | None, on_completed: OnCompleted
+) -> JobKind[TrainingRecord, TrainingPayload]:
+    async def run(ctx: JobContext[TrainingRecord, TrainingPayload]) -> dict[str, Any]:
+        return await train(ctx, settings, served)
 
-    model_id: str
-    base_version: str
-    path: Path
-    native: NativeStatus
+    async def finished(record: TrainingRecord) -> None:
+        if record.status == "completed" and record.auto_activate and record.adapter_id:
+            try:
+                await on_completed(record.adapter_id)
+            except AppError as exc:
+                log.warning("adapter_not_activated", job_id=record.job_id, reason=exc.code)
+
+    return JobKind(
+        name=KIND,
+        record=TrainingRecord,
+        payload=TrainingPayload,
+        run=run,
+        timeout=TRAIN_JOB_TIMEOUT,
+        ttl=RECORD_TTL_SECONDS,
+        concurrency=1,
+        on_finished=finished,
+    )
+
+
+def training_runtime(
+    settings: MLSettings, served: ServedModel | None, on_completed: OnCompleted
+) -> InProcessJobs[TrainingRecord, TrainingPayload] | SaqJobs[TrainingRecord, TrainingPayload]:
+    """The runtime for training jobs: SAQ with Redis (socket time-outs for the service's
+    side; a worker makes its own), else in process with one file per job."""
+    kind = training_kind(settings, served, on_completed)
+    if settings.use_redis:
+        assert settings.redis_url is not None
+        queue = saq_queue(
+            settings.redis_url, settings.training_queue_name, socket_timeout=QUEUE_TIMEOUT
+        )
+        return SaqJobs(kind, queue, settings.job_heartbeat)
+    store = LocalStore(TrainingRecord, settings.training_dir)
+    return InProcessJobs(kind, store, settings.job_heartbeat)
 
 
 class TrainingJobs:
-    """Submission and state of training jobs; runs them itself without Redis."""
+    """Submission and state of training jobs."""
 
     def __init__(
-        self,
-        settings: MLSettings,
-        served: ServedModel | None,
-        on_completed: Callable[[dict[str, Any]], Awaitable[None]],
+        self, settings: MLSettings, served: ServedModel | None, on_completed: OnCompleted
     ) -> None:
         self.settings = settings
         self.served = served
-        self.on_completed = on_completed
-        self.store: StateStore
-        self.queue: Queue | None = None
-        if settings.use_redis:
-            assert settings.redis_url is not None
-            from convassist.ml.generation.queue import QUEUE_TIMEOUT, saq_queue
-
-            self.store = RedisStore(
-                aioredis.from_url(
-                    settings.redis_url,
-                    socket_timeout=QUEUE_TIMEOUT,
-                    socket_connect_timeout=QUEUE_TIMEOUT,
-                )
-            )
-            self.queue = saq_queue(
-                settings.redis_url, settings.training_queue_name, socket_timeout=QUEUE_TIMEOUT
-            )
-        else:
-            self.store = FileStore(settings.training_dir)
-        self.kind = "saq" if self.queue is not None else "subprocess"
-        self._pending: asyncio.Queue[str] = asyncio.Queue()
-        self._watched: set[str] = set()
-        self._tasks: list[asyncio.Task[None]] = []
-        self._process: asyncio.subprocess.Process | None = None
-        self._running: str | None = None
-
-    def files(self, job_id: str) -> JobFiles:
-        return JobFiles(self.settings.training_dir / job_id)
+        self.runtime = training_runtime(settings, served, on_completed)
 
     async def start(self) -> None:
-        """Fail what a previous instance left running (no Redis), then start the job loop."""
-        if self.queue is None:
-            for state in await self.store.unfinished():
-                await self._fail_orphan(str(state["jobId"]))
-            self._tasks.append(asyncio.create_task(self._run_queue()))
-        else:
-            with contextlib.suppress(RedisError, OSError):
-                for state in await self.store.unfinished():
-                    if state.get("autoActivate"):
-                        self._watched.add(str(state["jobId"]))
-            self._tasks.append(asyncio.create_task(self._watch()))
-
-    async def _fail_orphan(self, job_id: str) -> None:
-        files = self.files(job_id)
-        with contextlib.suppress(OSError, ValueError):
-            pid = int(files.pid.read_text())
-            if pid_is_runner(pid, files.directory):
-                os.kill(pid, signal.SIGKILL)
-        await self.store.update(
-            job_id, {"status": "failed", "error": RESTARTED, "completedAt": utcnow()}
-        )
-        log.warning("training_job_failed", job_id=job_id, reason="service_restarted")
+        self.runtime.start()
 
     def _check(self, request: TrainingRequest) -> ServedModel:
         if self.served is None:
@@ -173,193 +145,55 @@ class TrainingJobs:
             if request.auto_activate is not None
             else self.settings.auto_activate_adapters
         )
-        state: dict[str, Any] = {
-            "jobId": job_id,
-            "status": "queued",
-            "progress": 0,
-            "error": None,
-            "adapterId": None,
-            "outputPath": None,
-            "metrics": {},
-            "createdAt": utcnow(),
-            "startedAt": None,
-            "completedAt": None,
-            "baseModel": served.model_id,
-            "autoActivate": auto,
-        }
-        files = self.files(job_id)
-        try:
-            if not await self.store.create(job_id, state):
-                raise Conflict(f"A training job {job_id!r} already exists.", code="job_exists")
-        except (RedisError, OSError) as exc:
-            raise ServiceUnavailable("The job store (Redis) is unavailable.") from exc
-        spec = JobSpec(
+        record = TrainingRecord(
             job_id=job_id,
+            status="queued",
+            created_at=now(),
             base_model=served.model_id,
-            base_version=served.base_version,
-            model_path=str(served.path),
-            epochs=request.epochs,
-            learning_rate=request.learning_rate,
-            lora_rank=request.lora_rank,
-            lora_alpha=request.lora_alpha,
-            seed=request.seed,
-            holdout_fraction=request.holdout_fraction,
-            max_length=self.settings.train_max_context,
-            batch_size=self.settings.train_batch_size,
-            threads=self.settings.train_threads,
-            lora_layers=self.settings.train_lora_layers,
-            llama_config=served.native.config.name,
+            auto_activate=auto,
         )
-        await asyncio.to_thread(_write_job, files, spec, samples)
-        if self.queue is None:
-            self._pending.put_nowait(job_id)
-        else:
-            await self._enqueue(job_id)
-            if auto:
-                self._watched.add(job_id)
-        log.info("training_job_queued", job_id=job_id, samples=len(samples), runner=self.kind)
-        return public_state(state)
-
-    async def _enqueue(self, job_id: str) -> None:
-        assert self.queue is not None
-        try:
-            await self.queue.enqueue(
-                TRAIN_FUNCTION,
-                key=job_id,
-                job_id=job_id,
-                timeout=TRAIN_JOB_TIMEOUT,
-                heartbeat=self.settings.job_heartbeat,
-                ttl=self.settings.job_ttl,
-                retries=1,
-            )
-        except (RedisError, OSError) as exc:
-            await self.store.update(
-                job_id,
-                {"status": "failed", "error": "Redis is unavailable.", "completedAt": utcnow()},
-            )
-            raise ServiceUnavailable("The job queue (Redis) is unavailable.") from exc
+        payload = TrainingPayload(request=request, base_version=served.base_version)
+        with unavailable(STORE_DOWN):
+            created = await self.runtime.submit(record, payload)
+        if not created:
+            raise Conflict(f"A training job {job_id!r} already exists.", code="job_exists")
+        log.info(
+            "training_job_queued", job_id=job_id, samples=len(samples), runner=self.runtime.kind
+        )
+        return record.public()
 
     async def get(self, job_id: str) -> TrainingJobState | None:
         if not JOB_ID.fullmatch(job_id):
             return None
-        try:
-            state = await self.store.get(job_id)
-            if state is not None and self.queue is not None and _stale(state, self._stale_after):
-                state = await self.store.update(
-                    job_id, {"status": "failed", "error": WORKER_LOST, "completedAt": utcnow()}
-                ) or await self.store.get(job_id)
-        except (RedisError, OSError) as exc:
-            raise ServiceUnavailable("The job store (Redis) is unavailable.") from exc
-        return public_state(state) if state is not None else None
-
-    @property
-    def _stale_after(self) -> float:
-        return max(3.0 * self.settings.job_heartbeat, 15.0)
+        with unavailable(STORE_DOWN):
+            record = await self.runtime.get(job_id)
+        return record.public() if record is not None else None
 
     async def cancel(self, job_id: str) -> TrainingJobState | None:
-        """Cancel the job; its process is stopped within a few seconds. None if unknown."""
+        """Cancel the job; its process is stopped within seconds. None if unknown."""
         if not JOB_ID.fullmatch(job_id):
             return None
-        try:
-            state = await self.store.update(
-                job_id,
-                {"status": "cancelled", "error": "The job was cancelled.", "completedAt": utcnow()},
+        with unavailable(STORE_DOWN):
+            record = await self.runtime.finish(
+                job_id, {"status": "cancelled", "error": "The job was cancelled."}
             )
-            if state is None:
-                current = await self.store.get(job_id)
+            if record is None:
+                current = await self.runtime.get(job_id)
                 if current is None:
                     return None
                 raise Conflict(
-                    f"The job is already {current['status']}.",
+                    f"The job is already {current.status}.",
                     code="job_finished",
-                    status=current["status"],
+                    status=current.status,
                 )
-        except (RedisError, OSError) as exc:
-            raise ServiceUnavailable("The job store (Redis) is unavailable.") from exc
-        if self._running == job_id and self._process is not None:
-            await terminate(self._process)
         log.info("training_job_cancelled", job_id=job_id)
-        return public_state(state)
-
-    async def _run_queue(self) -> None:
-        while True:
-            job_id = await self._pending.get()
-            self._running = job_id
-
-            def started(process: asyncio.subprocess.Process) -> None:
-                self._process = process
-
-            try:
-                state = await supervise(
-                    job_id,
-                    self.files(job_id),
-                    self.store,
-                    stopped=STOPPED,
-                    env=self.settings.runner_env(),
-                    started=started,
-                )
-                if state is not None:
-                    await self._finished(state)
-            except Exception as exc:  # never let one job stop the loop
-                log.error("training_supervisor_error", job_id=job_id, error_type=type(exc).__name__)
-                await self.store.update(
-                    job_id,
-                    {
-                        "status": "failed",
-                        "error": "The job could not be run.",
-                        "completedAt": utcnow(),
-                    },
-                )
-            finally:
-                self._running, self._process = None, None
-
-    async def _watch(self) -> None:
-        """With Redis: notice jobs that completed on a worker (for auto-activation)."""
-        while True:
-            await asyncio.sleep(POLL_SECONDS)
-            for job_id in list(self._watched):
-                try:
-                    state = await self.store.get(job_id)
-                except (RedisError, OSError):
-                    break
-                if state is None or state.get("status") in FINISHED:
-                    self._watched.discard(job_id)
-                    if state is not None:
-                        await self._finished(state)
-
-    async def _finished(self, state: dict[str, Any]) -> None:
-        if state.get("status") == "completed" and state.get("autoActivate"):
-            try:
-                await self.on_completed(state)
-            except AppError as exc:
-                log.warning("adapter_not_activated", job_id=state.get("jobId"), reason=exc.code)
+        return record.public()
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.queue is not None:
-            from convassist.ml.generation.queue import disconnect
-
-            await disconnect(self.queue)
-        with contextlib.suppress(RedisError, OSError):
-            await self.store.close()
-
-
-def _write_job(files: JobFiles, spec: JobSpec, samples: list[Sample]) -> None:
-    files.directory.mkdir(parents=True, exist_ok=True)
-    write_samples(files.samples, samples)
-    write_json(files.spec, spec.to_json())
+        await self.runtime.close()
 
 
 def _importable(module: str) -> bool:
     import importlib.util
 
     return importlib.util.find_spec(module) is not None
-
-
-def _stale(state: dict[str, Any], seconds: float) -> bool:
-    if state.get("status") != "training" or not state.get("heartbeatAt"):
-        return False
-    beat = datetime.fromisoformat(str(state["heartbeatAt"]))
-    return (datetime.now(UTC) - beat).total_seconds() > seconds

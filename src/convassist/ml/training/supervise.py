@@ -1,9 +1,12 @@
-"""Running one training job's process: start it, mirror its progress, report its end.
+"""Running one training job's process, on whichever machine took the job.
 
-Whoever starts the runner (`python -m convassist.ml.training.runner <job dir>`) copies its
-`progress.json` into the job's state every second, with a heartbeat. A process that exits
-without a final report fails the job ("the training process died"); cancelling makes the
-supervisor stop the process: SIGTERM, SIGKILL after 5 s.
+`train` is the training job's work on the job runtime (`ml/runtime`): it materialises the
+job (spec and samples, from its payload) in this machine's job folder, starts the runner
+(`python -m convassist.ml.training.runner <job dir>`), and writes what the runner reports on
+its stdout (JSON lines, `files.RunnerReport`) into the job's record. The runner's last line
+is the job's end; a process that exits without one fails the job ("the training process
+died"). Cancelling (the runtime cancels this coroutine) stops the process: SIGTERM, SIGKILL
+after 5 s. The runner also stops by itself when this process dies.
 """
 
 from __future__ import annotations
@@ -12,23 +15,35 @@ import asyncio
 import contextlib
 import os
 import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+from pydantic import ValidationError
 
 from convassist.core.logging import get_logger
 from convassist.core.processes import exit_reason
-from convassist.ml.training.files import FINISHED, JobFiles, read_json, utcnow
-from convassist.ml.training.store import PUBLIC_FIELDS, StateStore
+from convassist.ml.models.native import NativeStatus
+from convassist.ml.runtime.records import JobFailed
+from convassist.ml.runtime.runtime import JobContext
+from convassist.ml.settings import MLSettings
+from convassist.ml.training.dataset import Sample, write_samples
+from convassist.ml.training.files import JobFiles, JobSpec, RunnerReport, write_json
+from convassist.ml.training.record import TrainingPayload, TrainingRecord
 
 log = get_logger("convassist.ml.training")
 
 RUNNER_MODULE = "convassist.ml.training.runner"
-POLL_SECONDS = 1.0
 KILL_GRACE_SECONDS = 5.0
-MISSING = (
-    "The job's files are missing: the worker and the ML service must share CONVASSIST_DATA_DIR."
-)
+REPORT_LINE_LIMIT = 1 << 20
+
+
+class ServedModel(Protocol):
+    """What training needs to know about the model this process serves."""
+
+    model_id: str
+    base_version: str
+    path: Path
+    native: NativeStatus
 
 
 async def terminate(process: asyncio.subprocess.Process) -> None:
@@ -43,28 +58,56 @@ async def terminate(process: asyncio.subprocess.Process) -> None:
         await process.wait()
 
 
-async def supervise(
-    job_id: str,
-    files: JobFiles,
-    store: StateStore,
-    *,
-    stopped: str,
-    env: dict[str, str],
-    beat: Callable[[], Awaitable[Any]] | None = None,
-    started: Callable[[asyncio.subprocess.Process], None] | None = None,
-) -> dict[str, Any] | None:
-    """Run the job's process (with `env` added to its environment: `MLSettings.runner_env`)
-    to its end, mirroring its progress into `store`.
+def job_spec(
+    job_id: str, payload: TrainingPayload, served: ServedModel, settings: MLSettings
+) -> JobSpec:
+    """The runner's spec: the job's settings on this machine's model, threads and limits."""
+    request = payload.request
+    return JobSpec(
+        job_id=job_id,
+        base_model=served.model_id,
+        base_version=served.base_version,
+        model_path=str(served.path),
+        epochs=request.epochs,
+        learning_rate=request.learning_rate,
+        lora_rank=request.lora_rank,
+        lora_alpha=request.lora_alpha,
+        seed=request.seed,
+        holdout_fraction=request.holdout_fraction,
+        max_length=settings.train_max_context,
+        batch_size=settings.train_batch_size,
+        threads=settings.train_threads,
+        lora_layers=settings.train_lora_layers,
+        llama_config=served.native.config.name,
+    )
 
-    If this coroutine is cancelled (its owner stops), the process is stopped and the job
-    fails with the message `stopped`.
-    """
-    if not files.spec.is_file():
-        await store.update(job_id, {"status": "failed", "error": MISSING, "completedAt": utcnow()})
-        return await store.get(job_id)
-    if await store.update(job_id, {"status": "training", "heartbeatAt": utcnow()}) is None:
-        return await store.get(job_id)  # cancelled while it waited
-    files.progress.unlink(missing_ok=True)
+
+def _materialise(files: JobFiles, spec: JobSpec, payload: TrainingPayload) -> None:
+    files.directory.mkdir(parents=True, exist_ok=True)
+    samples = [
+        Sample(s.prompt, s.completion, s.quality, s.conversation_id)
+        for s in payload.request.samples
+    ]
+    write_samples(files.samples, samples)
+    write_json(files.spec, spec.to_json())
+
+
+async def train(
+    ctx: JobContext[TrainingRecord, TrainingPayload],
+    settings: MLSettings,
+    served: ServedModel | None,
+) -> dict[str, Any]:
+    """Run the job's process to its end; answers the record's final changes."""
+    job_id, payload = ctx.record.job_id, ctx.payload
+    if served is None or served.base_version != payload.base_version:
+        serving = served.base_version if served is not None else "no GGUF model"
+        raise JobFailed(
+            f"This worker serves {serving}; the job was accepted for {payload.base_version}."
+        )
+    files = JobFiles(settings.training_dir / job_id)
+    await asyncio.to_thread(
+        _materialise, files, job_spec(job_id, payload, served, settings), payload
+    )
     with files.log.open("ab") as log_file:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -72,64 +115,43 @@ async def supervise(
             RUNNER_MODULE,
             str(files.directory),
             stdin=asyncio.subprocess.DEVNULL,
-            stdout=log_file,
+            stdout=asyncio.subprocess.PIPE,
             stderr=log_file,
-            env={**os.environ, **env},
+            env={**os.environ, **settings.runner_env()},
             start_new_session=True,
+            limit=REPORT_LINE_LIMIT,
         )
     files.pid.write_text(str(process.pid))
-    if started is not None:
-        started(process)
     log.info("training_started", job_id=job_id, pid=process.pid)
     try:
-        await _mirror(job_id, files, store, process, beat)
-    except asyncio.CancelledError:  # our owner is shutting down: the job cannot go on
+        final = await _follow(ctx, process)
+    except BaseException:  # cancelled (or this process stops): the job cannot go on
         await terminate(process)
-        await store.update(job_id, {"status": "failed", "error": stopped, "completedAt": utcnow()})
         raise
-    final = read_json(files.progress)
-    if final is not None and final.get("status") in FINISHED:
-        changes = {k: v for k, v in final.items() if k in PUBLIC_FIELDS and k != "jobId"}
-    else:
-        changes = {
-            "status": "failed",
-            "error": f"The training process died ({exit_reason(process.returncode)}).",
-            "completedAt": utcnow(),
-        }
-    await store.update(job_id, changes)
-    state = await store.get(job_id)
-    log.info("training_finished", job_id=job_id, status=state and state.get("status"))
-    return state
+    await process.wait()
+    log.info("training_process_ended", job_id=job_id, status=final and final.status)
+    if final is None:
+        raise JobFailed(f"The training process died ({exit_reason(process.returncode)}).")
+    changes = final.model_dump(exclude={"status"})
+    if final.status == "failed":
+        await ctx.report(**{k: v for k, v in changes.items() if k != "error"})
+        raise JobFailed(final.error or "Training failed.")
+    return {**changes, "status": final.status}
 
 
-async def _mirror(
-    job_id: str,
-    files: JobFiles,
-    store: StateStore,
-    process: asyncio.subprocess.Process,
-    beat: Callable[[], Awaitable[Any]] | None,
-) -> None:
-    """Copy progress into the store every second until the process ends (or is cancelled)."""
-    while True:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(process.wait(), POLL_SECONDS)
-        if process.returncode is not None:
-            return
-        progress = read_json(files.progress) or {}
-        changes: dict[str, Any] = {
-            k: progress[k] for k in ("progress", "metrics", "startedAt") if k in progress
-        }
-        if await store.update(job_id, {**changes, "heartbeatAt": utcnow()}) is None:
-            await terminate(process)  # the job was cancelled
-            return
-        if beat is not None:
-            await beat()
-
-
-def pid_is_runner(pid: int, job_dir: Path) -> bool:
-    """Whether `pid` is still this job's runner process (Linux: its command line)."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return RUNNER_MODULE.encode() in cmdline and str(job_dir).encode() in cmdline
+async def _follow(
+    ctx: JobContext[TrainingRecord, TrainingPayload], process: asyncio.subprocess.Process
+) -> RunnerReport | None:
+    """Write each progress report into the record; the final report, or None at EOF."""
+    assert process.stdout is not None
+    async for line in process.stdout:
+        try:
+            report = RunnerReport.model_validate_json(line)
+        except ValidationError:
+            log.warning("training_report_unreadable", job_id=ctx.record.job_id)
+            continue
+        if report.status is not None and report.status != "training":
+            return report
+        if not await ctx.report(progress=report.progress, metrics=report.metrics):
+            raise asyncio.CancelledError  # the job was cancelled meanwhile
+    return None
