@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterator
+import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
 from convassist.ml.adapters.factory import make_adapter_store
+from convassist.ml.adapters.service import AdapterService
 from convassist.ml.adapters.shared import (
     ACTIVE_KEY,
     INDEX_KEY,
@@ -19,7 +21,9 @@ from convassist.ml.adapters.shared import (
     data_key,
 )
 from convassist.ml.adapters.store import ChecksumMismatch, LocalAdapterStore, file_sha256
+from convassist.ml.generation.manager import LLMManager
 from tests.ml.conftest import ml_settings
+from tests.ml.training.conftest import TrainedAdapter
 
 pytestmark = pytest.mark.redis
 
@@ -148,3 +152,56 @@ def test_the_factory_chooses_redis_only_when_configured(tmp_path: Path, redis_ur
     off = ml_settings(tmp_path, redis_url=redis_url, redis_enabled=False)
     assert isinstance(make_adapter_store(off), LocalAdapterStore)
     assert redis.Redis.from_url(redis_url).exists(INDEX_KEY) == 0
+
+
+async def _until(check: Callable[[], bool], seconds: float) -> None:
+    for _ in range(int(seconds * 20)):
+        if check():
+            return
+        await asyncio.sleep(0.05)
+    assert check()
+
+
+async def test_a_service_follows_the_choice_another_instance_made(
+    manager: LLMManager,
+    trained_adapter: TrainedAdapter,
+    stores: tuple[RedisAdapterStore, RedisAdapterStore],
+    tmp_path: Path,
+    redis_url: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    other, mine = stores
+    backend = manager.adapter_backend
+    assert backend is not None
+    source = tmp_path / "exported.gguf"
+    shutil.copy(trained_adapter.path, source)
+    info = other.save(
+        source,
+        job_id=JOB,
+        base_model=backend.model_id,
+        base_version=backend.base_version,
+        metrics={},
+        settings={},
+    )
+    base = manager.model_version
+    service = AdapterService(manager, mine)
+    await service.start()
+    try:
+        other.set_active(info.id)  # announced: followed well before the next poll
+        await _until(lambda: manager.model_version == f"{base}+{info.id}", POLL_SECONDS / 2)
+        assert mine.cache.matches(info)  # fetched and checked into this instance's cache
+        other.set_active(None)
+        await _until(lambda: manager.model_version == base, POLL_SECONDS / 2)
+
+        # Bytes that do not match their checksum are never served, and said so once.
+        redis.Redis.from_url(redis_url).lset(data_key(info.id), 0, b"GGUF" + bytes(60))
+        mine.cache.path(info.id).unlink()
+        other.set_active(info.id)
+        await asyncio.sleep(POLL_SECONDS * 1.5)
+        assert manager.model_version == base
+        logged = capsys.readouterr().out
+        assert logged.count("adapter_not_followed") == 1
+        assert "adapter_checksum_mismatch" in logged
+    finally:
+        await service.close()
+        await manager.set_adapter(None, None)

@@ -117,7 +117,7 @@ class AdapterService:
                 wanted = await asyncio.to_thread(self.store.active)
             except (RedisError, OSError):
                 return  # unreachable now: the next tick tries again
-            if wanted == self.active or wanted == self._refused:
+            if wanted == self.active or (wanted is not None and wanted == self._refused):
                 return
             if wanted is None:
                 version = await self.manager.set_adapter(None, None)
@@ -137,6 +137,8 @@ class AdapterService:
 
     async def start(self) -> None:
         """Serve the active adapter now, and follow the changes other instances make."""
+        if self.manager.adapter_backend is None:
+            return  # this backend serves no adapters: nothing to follow
         await self.follow()
         self._follower = asyncio.create_task(self._follow_changes())
 
