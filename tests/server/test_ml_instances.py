@@ -124,16 +124,40 @@ async def test_a_read_timeout_is_not_retried(ml_service_url: str) -> None:
 
 
 async def test_an_answer_is_not_retried(ml_service_url: str, second_ml_url: str) -> None:
-    """A 404 from one instance is the answer: the other one is not asked."""
+    """A 4xx from one instance is the answer: the other one is not asked."""
     urls = (ml_service_url, second_ml_url)
-    before = [served(url, "GET", "/jobs/{job_id}") for url in urls]
+    route = "/adapters/{adapter_id}/activate"
+    before = [served(url, "POST", route) for url in urls]
     ml = MLClient(",".join(urls), timeout=30, token=ML_TOKEN)
     try:
-        assert await ml.job("no-such-job") is None
+        with pytest.raises(AppError) as raised:
+            await ml.activate_adapter("lora-nosuchadapter")
     finally:
         await ml.aclose()
-    after = [served(url, "GET", "/jobs/{job_id}") for url in urls]
+    assert raised.value.code == "unknown_adapter"
+    after = [served(url, "POST", route) for url in urls]
     assert sum(after) - sum(before) == 1
+
+
+async def test_a_job_is_looked_for_on_every_instance(
+    ml_service_url: str, second_ml_url: str
+) -> None:
+    """Without Redis each instance knows only its own jobs: a job is unknown only when no
+    instance knows it."""
+    urls = (ml_service_url, second_ml_url)
+    only_second = MLClient(second_ml_url, timeout=30, token=ML_TOKEN)
+    both = MLClient(",".join(urls), timeout=30, token=ML_TOKEN)
+    try:
+        job_id = await only_second.generate_async(REQUEST)
+        before = [served(url, "GET", "/jobs/{job_id}") for url in urls]
+        assert await both.job(job_id) is not None  # its first pick does not know it
+        assert await both.job("no-such-job") is None
+        after = [served(url, "GET", "/jobs/{job_id}") for url in urls]
+    finally:
+        await only_second.aclose()
+        await both.aclose()
+    # Each instance asked once per lookup: the first found nothing both times.
+    assert [a - b for a, b in zip(after, before, strict=True)] == [2, 2]
 
 
 async def test_every_instance_down_is_the_usual_503(dead_url: str) -> None:

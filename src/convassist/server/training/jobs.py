@@ -1,8 +1,10 @@
 """Training jobs: snapshot the samples, hand them to the ML service, mirror its progress.
 
-The ML service trains in a separate process and reports status, progress and metrics; the
-server's TrainingJob row mirrors that state whenever a job is read (the UI polls), so a row
-never claims `training` for a job the ML service has lost: it turns `failed` with a reason.
+The ML service trains in a separate process and reports status, progress and metrics. A
+read of an active job (the UI polls) shows that live state without writing it; the
+server's reconciler (`server/reconciler.py`) stores it in the TrainingJob row, so a row
+never keeps claiming `training` for a job the ML service has lost: it turns `failed` with
+a reason. Cancelling stores the job's state first.
 """
 
 from __future__ import annotations
@@ -19,17 +21,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from convassist.core.errors import AppError, Conflict, NotFound, Unprocessable
 from convassist.core.logging import get_logger
+from convassist.core.model_version import MalformedModelVersion, ModelVersion
+from convassist.ml.training.schemas import TrainingJobState, TrainingRequest, TrainingSampleIn
+from convassist.server.live import transient_copy
 from convassist.server.ml_client import MLClient, MLServiceError
 from convassist.server.models import TrainingJob, TrainingSample, TrainingStatus, utcnow
 from convassist.server.pagination import decode_timed_cursor, encode_cursor
 from convassist.server.training.history import HISTORY_QUALITY, history_samples
 from convassist.server.training.schemas import JobCreate
 from convassist.server.training.service import jsonl_record
+from convassist.server.unit_of_work import commit_then_call, release_then_call
 
 log = get_logger(__name__)
 
 ACTIVE = (TrainingStatus.QUEUED, TrainingStatus.TRAINING)
-_STATUSES = {status.value: status for status in TrainingStatus}
 
 
 def snapshot_path(data_dir: Path, job_id: uuid.UUID) -> Path:
@@ -38,9 +43,15 @@ def snapshot_path(data_dir: Path, job_id: uuid.UUID) -> Path:
 
 
 async def _served_base_model(ml: MLClient) -> str:
-    """The base model id the ML service serves (its model_version before `@`)."""
-    version = str((await ml.health())["model_version"])
-    return version.split("@", 1)[0].split("+", 1)[0]
+    """The id of the base model the ML service serves (from its model_version)."""
+    version = (await ml.health()).model_version
+    try:
+        return ModelVersion.parse(version).model_id
+    except MalformedModelVersion as exc:
+        raise Unprocessable(
+            f"Cannot tell which model the ML service serves: {exc}. Give baseModel.",
+            code="unknown_base_model",
+        ) from None
 
 
 async def _collect(session: AsyncSession, body: JobCreate) -> list[dict[str, Any]]:
@@ -106,37 +117,32 @@ async def create_job(
     session.add(job)
     await session.flush()
     await asyncio.to_thread(_write_snapshot, snapshot_path(data_dir, job.id), records)
-    # The job is recorded before the submission, which may be slow or fail.
-    await session.commit()
-    payload = {
-        "jobId": str(job.id),
-        "baseModel": base_model,
-        "epochs": body.epochs,
-        "learningRate": body.learning_rate,
-        "loraRank": body.lora_rank,
-        "samples": [
-            {
-                "prompt": r["prompt"],
-                "completion": r["completion"],
-                "quality": r["quality"],
-                "conversationId": r["conversationId"],
-            }
+    request = TrainingRequest(
+        job_id=str(job.id),
+        base_model=base_model,
+        epochs=body.epochs,
+        learning_rate=body.learning_rate,
+        lora_rank=body.lora_rank,
+        samples=[
+            TrainingSampleIn(
+                prompt=r["prompt"],
+                completion=r["completion"],
+                quality=r["quality"],
+                conversation_id=r["conversationId"],
+            )
             for r in records
         ],
-    }
-    try:
-        state = await ml.submit_training(payload)
-    except MLServiceError as exc:
+    )
+
+    def failed(exc: AppError) -> AppError | None:
         _fail(job, exc.detail)
-        if 400 <= exc.upstream_status < 500:
-            raise Unprocessable(exc.detail, code="training_rejected", keep_changes=True) from None
-        exc.keep_changes = True
-        raise
-    except AppError as exc:
-        _fail(job, exc.detail)
-        exc.keep_changes = True
-        raise
-    job.ml_job_id = str(state.get("jobId", job.id))
+        if isinstance(exc, MLServiceError) and 400 <= exc.upstream_status < 500:
+            return Unprocessable(exc.detail, code="training_rejected")
+        return None
+
+    # The job is recorded before the submission, which may be slow or fail.
+    state = await commit_then_call(session, lambda: ml.submit_training(request), on_error=failed)
+    job.ml_job_id = state.job_id
     apply_state(job, state)
     log.info("training_job_submitted", job_id=str(job.id), samples=len(records))
     return job
@@ -149,60 +155,69 @@ def _fail(job: TrainingJob, reason: str) -> None:
     log.warning("training_job_failed", job_id=str(job.id))
 
 
-def _timestamp(value: Any) -> datetime | None:
-    return datetime.fromisoformat(value) if isinstance(value, str) and value else None
+def _timestamp(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
 
 
-def apply_state(job: TrainingJob, state: dict[str, Any]) -> None:
+def apply_state(job: TrainingJob, state: TrainingJobState) -> None:
     """Mirror the ML service's view of the job onto the row."""
-    status = _STATUSES.get(str(state.get("status")))
-    if status is not None:
-        job.status = status
-    if isinstance(state.get("progress"), int | float):
-        job.progress = max(0, min(100, int(state["progress"])))
-    for field, key in (
-        ("error", "error"),
-        ("adapter_id", "adapterId"),
-        ("output_path", "outputPath"),
-    ):
-        if state.get(key) is not None:
-            setattr(job, field, state[key])
-    if isinstance(state.get("metrics"), dict) and state["metrics"]:
-        job.metrics = state["metrics"]
-    job.started_at = _timestamp(state.get("startedAt")) or job.started_at
-    job.completed_at = _timestamp(state.get("completedAt")) or job.completed_at
+    job.status = TrainingStatus(state.status)
+    job.progress = max(0, min(100, state.progress))
+    for field in ("error", "adapter_id", "output_path"):
+        if getattr(state, field) is not None:
+            setattr(job, field, getattr(state, field))
+    if state.metrics:
+        job.metrics = state.metrics
+    job.started_at = _timestamp(state.started_at) or job.started_at
+    job.completed_at = _timestamp(state.completed_at) or job.completed_at
     if job.status is TrainingStatus.COMPLETED:
         job.progress = 100
 
 
-async def refresh(session: AsyncSession, ml: MLClient, job: TrainingJob) -> TrainingJob:
-    """Bring an active job's row up to date; a job the ML service lost becomes failed."""
-    if job.status not in ACTIVE or not job.ml_job_id:
-        return job
-    job_id = job.ml_job_id
-    await session.commit()  # don't hold a transaction across the ML call
-    try:
-        state = await ml.training_job(job_id)
-    except AppError:
-        return job  # unreachable for now: leave the row as it was
+def apply_live(job: TrainingJob, state: TrainingJobState | None) -> None:
+    """Bring an active job to the ML service's state; a job the service lost: failed."""
     if state is None:
         _fail(job, "The ML service no longer knows this job (was it restarted?).")
     else:
         apply_state(job, state)
-    return job
+
+
+def pending(job: TrainingJob) -> str | None:
+    """The ML service's id of a job still queued or training."""
+    return job.ml_job_id if job.status in ACTIVE else None
+
+
+async def _live(ml: MLClient, jobs: list[TrainingJob]) -> list[TrainingJob]:
+    """The jobs, each active one as the ML service reports it now (copies; nothing stored)."""
+    shown = []
+    for job in jobs:
+        job_id = pending(job)
+        if job_id is not None:
+            try:
+                state = await ml.training_job(job_id)
+            except AppError:
+                shown.append(job)  # unreachable for now: the row as it was
+                continue
+            job = transient_copy(job)
+            apply_live(job, state)
+        shown.append(job)
+    return shown
 
 
 async def get_job(session: AsyncSession, ml: MLClient, job_id: uuid.UUID) -> TrainingJob:
+    """The job; an active one as the ML service reports it now (not stored)."""
     job = await session.get(TrainingJob, job_id)
     if job is None:
         raise NotFound("No such training job.")
-    return await refresh(session, ml, job)
+    if pending(job) is None:
+        return job
+    return (await release_then_call(session, lambda: _live(ml, [job])))[0]
 
 
 async def list_jobs(
     session: AsyncSession, ml: MLClient, *, limit: int, cursor: str | None = None
 ) -> tuple[list[TrainingJob], str | None]:
-    """Newest first, keyset-paginated; the page's active jobs are brought up to date."""
+    """Newest first, keyset-paginated; the page's active jobs as the ML service reports them."""
     query = select(TrainingJob)
     if cursor:
         created, job_id = decode_timed_cursor(cursor)
@@ -211,31 +226,55 @@ async def list_jobs(
     jobs = list((await session.execute(query.limit(limit + 1))).scalars())
     last = jobs[limit - 1] if len(jobs) > limit else None
     next_cursor = encode_cursor(last.created_at, last.id) if last else None
-    for job in jobs[:limit]:
-        await refresh(session, ml, job)
-    return jobs[:limit], next_cursor
+    page = jobs[:limit]
+    if any(pending(job) for job in page):
+        page = await release_then_call(session, lambda: _live(ml, page))
+    return page, next_cursor
 
 
 async def cancel_job(session: AsyncSession, ml: MLClient, job_id: uuid.UUID) -> TrainingJob:
-    job = await get_job(session, ml, job_id)
-    if job.status not in ACTIVE:
-        raise Conflict(f"This job is already {job.status.value}.", code="job_finished")
-    if job.ml_job_id:
+    """Cancel an active job; its state is stored first (it may have finished meanwhile)."""
+    job = await session.get(TrainingJob, job_id)
+    if job is None:
+        raise NotFound("No such training job.")
+    ml_job_id = pending(job)
+    if ml_job_id is not None:
         try:
-            apply_state(job, await ml.cancel_training(job.ml_job_id))
+            live = await commit_then_call(
+                session, lambda: ml.training_job(ml_job_id), on_error=_unchanged
+            )
+        except AppError:
+            pass  # unreachable for now: cancel what the row says
+        else:
+            apply_live(job, live)
+    if job.status not in ACTIVE:
+        raise Conflict(
+            f"This job is already {job.status.value}.", code="job_finished", keep_changes=True
+        )
+    if ml_job_id is not None:
+        try:
+            cancelled = await ml.cancel_training(ml_job_id)
+            if cancelled is not None:  # (None: the ML service has lost it; cancelled here)
+                apply_state(job, cancelled)
         except MLServiceError as exc:
             if exc.upstream_status == 409:  # it finished meanwhile: take its final state
-                state = await ml.training_job(job.ml_job_id)
+                state = await ml.training_job(ml_job_id)
                 if state is not None:
                     apply_state(job, state)
                     if job.status not in ACTIVE:
                         raise Conflict(
-                            f"This job is already {job.status.value}.", code="job_finished"
+                            f"This job is already {job.status.value}.",
+                            code="job_finished",
+                            keep_changes=True,
                         ) from None
-            elif exc.upstream_status != 404:
+            else:
                 raise
     if job.status in ACTIVE:
         job.status = TrainingStatus.CANCELLED
         job.completed_at = utcnow()
     log.info("training_job_cancelled", job_id=str(job.id))
     return job
+
+
+def _unchanged(_: AppError) -> None:
+    """Nothing to record: the row stays as it was."""
