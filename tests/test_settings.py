@@ -9,6 +9,7 @@ import stat
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 from sqlalchemy.engine import make_url
 
@@ -104,3 +105,22 @@ def test_secret_is_generated_once_private_and_kept(tmp_path: Path) -> None:
     generated = settings.jwt_secret()
     assert generated == ServerSettings(data_dir=tmp_path / "d", secret_key=None).jwt_secret()
     assert generated not in (REPO / ".env.example").read_text()
+
+
+def test_several_urls_are_read_from_ml_service_url(tmp_path: Path) -> None:
+    settings = ServerSettings(
+        _env_file=None,
+        data_dir=tmp_path,
+        ml_service_url=" http://10.0.0.1:8100/, http://10.0.0.2:8100 ",
+    )
+    assert settings.ml_service_urls == ["http://10.0.0.1:8100", "http://10.0.0.2:8100"]
+    one = ServerSettings(_env_file=None, data_dir=tmp_path, ml_service_url="http://ml:8100")
+    assert one.ml_service_url == "http://ml:8100"
+    assert one.ml_service_urls == ["http://ml:8100"]
+
+
+@pytest.mark.parametrize("value", ["localhost:8100", "http://a:1,ftp://b", " , "])
+def test_a_malformed_ml_service_url_is_refused_at_start_up(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ValidationError) as raised:
+        ServerSettings(_env_file=None, data_dir=tmp_path, ml_service_url=value)
+    assert "ML_SERVICE_URL" in str(raised.value)

@@ -152,3 +152,13 @@ def test_a_mac_registered_with_the_real_server_passes_the_agent_checks(
         assert outcome.status is Status.OK, outcome
         assert f"{base} is a Conversation Assistant server" in outcome.summary
         assert "knows this Mac" in outcome.summary
+
+
+def test_each_configured_ml_instance_is_checked(tmp_path: Path, ml_url: str) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    both = check_ml_service(server_context(tmp_path, f"{ml_url},{dead}", ML_TOKEN))
+    assert both.status is Status.FAIL
+    assert "1 of 2 ML instances failing" in both.summary
+    assert f"{ml_url}: serving smollm2-135m-instruct" in both.summary
+    assert f"not reachable at {dead}" in both.summary
+    assert both.fix is not None and "ML_SERVICE_URL" in both.fix

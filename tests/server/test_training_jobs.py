@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from convassist.server.ml_client import MLClient
 from convassist.server.models import TrainingJob
+from convassist.server.reconciler import Reconciler
 from convassist.server.training.history import history_samples
 from convassist.server.training.jobs import snapshot_path
 from tests.support.services import ML_TOKEN, free_port, ml_service
@@ -180,6 +181,8 @@ async def test_a_job_the_ml_service_lost_becomes_failed(
     state = (await owner_client.get(f"/api/training/jobs/{job_id}")).json()
     assert state["status"] == "failed"
     assert "no longer knows this job" in state["error"]
+    # The GET only shows it; the server's reconciler stores it.
+    await Reconciler(app.state.sessionmaker, app.state.ml_client).reconcile_once()  # type: ignore[attr-defined]
     async with app.state.sessionmaker() as session:  # type: ignore[attr-defined]
         stored = await session.scalar(sa.select(TrainingJob.status).where(TrainingJob.id == job_id))
     assert stored == "failed"

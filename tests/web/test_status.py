@@ -56,3 +56,16 @@ async def test_running_ml_service_shows_model_cache_and_queue(
     assert "Response cache in memory" in text
     assert "Job queue in process" in text
     assert "Jobs waiting 0" in text
+
+
+@pytest.mark.slow
+async def test_several_instances_are_each_shown(
+    app: Any, web: Browser, ml_service_url: str
+) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    app.state.ml_client = MLClient(f"{dead},{ml_service_url}", timeout=30, token=ML_TOKEN)
+    text = text_of((await web.get("/status")).text)
+    assert "ML service Running" in text  # one instance answers
+    assert f"Address {ml_service_url}" in text
+    assert f"{dead} : Not reachable" in text
+    assert f"{ml_service_url} : smollm2-135m-instruct@" in text

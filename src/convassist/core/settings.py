@@ -12,9 +12,10 @@ import secrets
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from platformdirs import user_cache_dir, user_data_dir
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from convassist.core.private import private_dir
@@ -102,7 +103,9 @@ class ServerSettings(CommonSettings):
         "conversation_assistant", validation_alias="DB_NAME", description="PostgreSQL database."
     )
     ml_service_url: str = Field(
-        "http://localhost:8100", validation_alias="ML_SERVICE_URL", description="ML service."
+        "http://localhost:8100",
+        validation_alias="ML_SERVICE_URL",
+        description="ML service; several instances: their URLs separated by commas.",
     )
     ml_service_timeout: float = Field(
         60.0,
@@ -150,6 +153,26 @@ class ServerSettings(CommonSettings):
         description="Most messages accepted in one sync request.",
     )
 
+    @field_validator("ml_service_url")
+    @classmethod
+    def _ml_service_urls(cls, value: str) -> str:
+        urls = split_urls(value)
+        if not urls:
+            raise ValueError("ML_SERVICE_URL is empty: give the ML service's URL")
+        for url in urls:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(
+                    f"ML_SERVICE_URL has {url!r}, which is not an http(s)://host[:port] URL "
+                    "(several instances: separate their URLs with commas)"
+                )
+        return ",".join(urls)
+
+    @property
+    def ml_service_urls(self) -> list[str]:
+        """Each configured ML service instance (`ML_SERVICE_URL`, comma-separated)."""
+        return split_urls(self.ml_service_url)
+
     @property
     def resolved_database_url(self) -> str:
         """`DATABASE_URL` > `DB_HOST` (+ the other DB_* variables) > embedded SQLite."""
@@ -171,6 +194,11 @@ class ServerSettings(CommonSettings):
     def jwt_secret(self) -> str:
         """The signing key: configured, or generated once and kept in the data directory."""
         return self.secret_key or read_or_create_secret(self.ensure_data_dir() / "secret_key")
+
+
+def split_urls(value: str) -> list[str]:
+    """A comma-separated list of URLs, each without its trailing slash."""
+    return [part.strip().rstrip("/") for part in value.split(",") if part.strip()]
 
 
 def normalize_database_url(url: str) -> str:

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from sqlalchemy.engine import make_url
 
 from convassist.core.errors import AppError
-from convassist.doctor.result import Context, Outcome, fail, ok, skip, warn
+from convassist.doctor.result import Context, Outcome, Status, fail, ok, skip, warn
 from convassist.server import migrate
+
+if TYPE_CHECKING:
+    from convassist.ml.health.schemas import HealthResponse
+    from convassist.server.ml_client import MLClient
 
 UPGRADE = "Run `convassist db upgrade` (`convassist up` and `convassist server` also do it)."
 ML_TIMEOUT = 10.0
@@ -94,14 +99,28 @@ def check_redis(context: Context) -> Outcome:
 
 
 def check_ml_service(context: Context) -> Outcome:
-    """Reachable at ML_SERVICE_URL and accepting the server's token (what the server sends)."""
+    """Each instance in ML_SERVICE_URL reachable and accepting the server's token."""
     from convassist.server.ml_client import MLClient
 
     settings = context.server
-    url = settings.ml_service_url
+    urls = settings.ml_service_urls
+    outcomes = [
+        _check_ml_instance(MLClient(url, ML_TIMEOUT, token=settings.ml_token())) for url in urls
+    ]
+    if len(outcomes) == 1:
+        return outcomes[0]
+    failed = [outcome for outcome in outcomes if outcome.status is Status.FAIL]
+    each = "; ".join(outcome.summary for outcome in outcomes)
+    if failed:
+        return fail(
+            f"{len(failed)} of {len(outcomes)} ML instances failing: {each}",
+            failed[0].fix or _ml_fix(""),
+        )
+    return ok(f"{len(outcomes)} ML instances: {each}")
 
-    async def ask() -> dict[str, object]:
-        client = MLClient(url, ML_TIMEOUT, token=settings.ml_token())
+
+def _check_ml_instance(client: MLClient) -> Outcome:
+    async def ask() -> HealthResponse:
         try:
             await client.adapters()  # needs the token
             return await client.health()
@@ -112,8 +131,8 @@ def check_ml_service(context: Context) -> Outcome:
         health = asyncio.run(ask())
     except AppError as exc:
         return fail(str(exc.detail), _ml_fix(exc.code))
-    model = health.get("model_version") or "unknown model"
-    return ok(f"{url}: serving {model}, and it accepts the server's token")
+    served = health.model_version
+    return ok(f"{client.base_url}: serving {served}, and it accepts the server's token")
 
 
 def _ml_fix(code: str) -> str:

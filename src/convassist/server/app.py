@@ -17,6 +17,7 @@ from convassist.server.conversations.router import router as conversations_route
 from convassist.server.devices.router import router as devices_router
 from convassist.server.health import router as health_router
 from convassist.server.ml_client import MLClient
+from convassist.server.reconciler import Reconciler
 from convassist.server.responses.router import router as responses_router
 from convassist.server.sync.router import router as sync_router
 from convassist.server.training.router import router as training_router
@@ -30,9 +31,14 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         settings.ml_service_url, settings.ml_service_timeout, token=settings.ml_token()
     )
 
+    sessionmaker = create_sessionmaker(engine)
+    reconciler = Reconciler(sessionmaker, ml_client)
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        reconciler.start()
         yield
+        await reconciler.stop()
         await ml_client.aclose()
         await engine.dispose()
 
@@ -46,7 +52,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine
-    app.state.sessionmaker = create_sessionmaker(engine)
+    app.state.sessionmaker = sessionmaker
+    app.state.reconciler = reconciler
     app.state.jwt_secret = settings.jwt_secret()
     app.state.ml_client = ml_client
 

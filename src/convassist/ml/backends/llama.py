@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from convassist.core.logging import get_logger
+from convassist.core.model_version import ModelVersion
 from convassist.ml.backends.base import Completion, Sampling, check_fits
 from convassist.ml.errors import ModelLoadError
 from convassist.ml.models.manifest import ResolvedModel, resolve_model, verify_file
@@ -90,7 +91,8 @@ class LlamaBackend:
         self._n_vocab = self._llm.n_vocab()
         self.model_id = model.model_id
         self.path = model.path
-        self.base_version = f"{model.model_id}@{sha256[:12]}"
+        self._version = ModelVersion(model.model_id, digest=sha256[:12])
+        self.base_version = str(self._version)
         self.adapter_id: str | None = None
         self._context_size = context_size
         log.info(
@@ -132,9 +134,7 @@ class LlamaBackend:
     @property
     def model_version(self) -> str:
         """`<model id>@<sha256 prefix>`, plus `+<adapter id>` while a LoRA adapter is active."""
-        if self.adapter_id:
-            return f"{self.base_version}+{self.adapter_id}"
-        return self.base_version
+        return str(self._version.with_adapter(self.adapter_id or None))
 
     @property
     def context_size(self) -> int:

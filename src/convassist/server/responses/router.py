@@ -67,6 +67,7 @@ async def generate(
 async def list_responses(
     _: OwnerDep,
     session: SessionDep,
+    ml: MLDep,
     conversation_id: Annotated[uuid.UUID | None, Query(alias="conversationId")] = None,
     message_id: Annotated[uuid.UUID | None, Query(alias="messageId")] = None,
     status: ResponseStatus | None = None,
@@ -75,6 +76,7 @@ async def list_responses(
 ) -> ResponsePage:
     views, next_cursor = await service.list_responses(
         session,
+        ml,
         conversation_id=conversation_id,
         message_id=message_id,
         status=status,
@@ -98,7 +100,7 @@ async def get_response(
     responses=error_responses(404, 409),
 )
 async def act(
-    response_id: uuid.UUID, body: ActionRequest, _: OwnerDep, session: SessionDep
+    response_id: uuid.UUID, body: ActionRequest, _: OwnerDep, session: SessionDep, ml: MLDep
 ) -> ResponseOut:
     """accept → sample (quality = confidence); edit → sample (quality 1.0); reject → reason."""
-    return response_out(await service.act(session, response_id, body))
+    return response_out(await service.act(session, ml, response_id, body))

@@ -1,16 +1,18 @@
 """Reply suggestions (seed flow 3) and turning the owner's decisions into samples (flow 4).
 
-No database transaction stays open while the ML service works: the suggestion row is
-committed as `generating` first, the ML call runs, and the result is written in a new
-transaction. A failed call leaves the row `failed` with the reason, and nothing else.
+No database transaction stays open while the ML service works (`server/unit_of_work.py`):
+the suggestion row is committed as `generating` first, the ML call runs, and the result is
+written in a new transaction. A failed call leaves the row `failed` with the reason, and
+nothing else. Reading an async suggestion that is still generating shows the ML job's live
+state without writing it; the reconciler (`server/reconciler.py`) or acting on the
+suggestion stores it.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Collection
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
 
 from sqlalchemy import select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,8 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from convassist.core.errors import AppError, Conflict, NotFound, Unprocessable
 from convassist.core.logging import get_logger
 from convassist.core.prompt import REPLY_STOP, extract_reply
+from convassist.ml.generation import schemas as ml_schemas
 from convassist.server.conversations.service import build_context
-from convassist.server.ml_client import Generation, MLClient
+from convassist.server.live import transient_copy
+from convassist.server.ml_client import MLClient
 from convassist.server.models import (
     Direction,
     GeneratedResponse,
@@ -31,6 +35,7 @@ from convassist.server.models import (
 )
 from convassist.server.pagination import decode_timed_cursor, encode_cursor
 from convassist.server.responses.schemas import ActionRequest, GenerateRequest
+from convassist.server.unit_of_work import commit_then_call, release_then_call
 
 log = get_logger(__name__)
 
@@ -46,17 +51,15 @@ class ResponseView:
     sample_id: uuid.UUID | None = None
 
 
-def _ml_payload(body: GenerateRequest, prompt: str) -> dict[str, Any]:
-    payload: dict[str, Any] = {
-        "prompt": prompt,
-        "n": body.candidates,
-        "maxTokens": body.max_tokens,
-        "temperature": body.temperature,
-        "stop": list(REPLY_STOP),
-    }
-    if body.seed is not None:
-        payload["seed"] = body.seed
-    return payload
+def _ml_request(body: GenerateRequest, prompt: str) -> ml_schemas.GenerateRequest:
+    return ml_schemas.GenerateRequest(
+        prompt=prompt,
+        n=body.candidates,
+        max_tokens=body.max_tokens,
+        temperature=body.temperature,
+        stop=list(REPLY_STOP),
+        seed=body.seed,
+    )
 
 
 async def generate(session: AsyncSession, ml: MLClient, body: GenerateRequest) -> ResponseView:
@@ -77,18 +80,18 @@ async def generate(session: AsyncSession, ml: MLClient, body: GenerateRequest) -
         candidates=[],
     )
     session.add(row)
-    # Commit before calling the ML service: never hold a transaction across a slow call.
-    await session.commit()
-    payload = _ml_payload(body, context.prompt)
-    try:
+    request = _ml_request(body, context.prompt)
+
+    async def call() -> None:
         if body.run_async:
-            row.ml_job_id = await ml.generate_async(payload)
+            row.ml_job_id = await ml.generate_async(request)
         else:
-            _complete(row, await ml.generate(payload))
-    except AppError as exc:
-        _fail(row, exc.detail)
-        exc.keep_changes = True
-        raise
+            complete(row, await ml.generate(request))
+
+    def failed(exc: AppError) -> None:
+        fail(row, exc.detail)
+
+    await commit_then_call(session, call, on_error=failed)
     log.info(
         "response_requested",
         response_id=str(row.id),
@@ -99,7 +102,7 @@ async def generate(session: AsyncSession, ml: MLClient, body: GenerateRequest) -
     return ResponseView(row, message.conversation_id)
 
 
-def _complete(row: GeneratedResponse, generation: Generation) -> None:
+def complete(row: GeneratedResponse, generation: ml_schemas.GenerateResponse) -> None:
     row.candidates = [
         {"text": extract_reply(c.text), "confidence": c.confidence} for c in generation.candidates
     ]
@@ -111,30 +114,68 @@ def _complete(row: GeneratedResponse, generation: Generation) -> None:
     row.error = None
 
 
-def _fail(row: GeneratedResponse, reason: str) -> None:
+def fail(row: GeneratedResponse, reason: str) -> None:
     row.status = ResponseStatus.FAILED
     row.error = reason
     log.warning("response_failed", response_id=str(row.id))
 
 
+def apply_job(row: GeneratedResponse, state: ml_schemas.GenerationJob | None) -> None:
+    """Bring a `generating` row to its async job's state; a job the service lost: failed."""
+    if state is None:
+        fail(row, "The ML service no longer knows this job (was it restarted?).")
+    elif state.status == "completed" and state.result is not None:
+        complete(row, state.result)
+    elif state.status == "failed":
+        fail(row, state.error or "The generation job failed.")
+
+
+def pending(row: GeneratedResponse) -> str | None:
+    """The ML job id of a suggestion still generating asynchronously."""
+    return row.ml_job_id if row.status is ResponseStatus.GENERATING else None
+
+
 async def get_response(session: AsyncSession, ml: MLClient, response_id: uuid.UUID) -> ResponseView:
-    """The suggestion; while an async one is generating, ask the ML service how it went."""
+    """The suggestion; one still generating shows its ML job's live state (not stored)."""
     view = await _load(session, response_id)
-    row = view.row
-    if row.status is ResponseStatus.GENERATING and row.ml_job_id:
-        job_id = row.ml_job_id
-        await session.commit()  # don't hold a transaction across the ML call
-        try:
-            state = await ml.job(job_id)
-        except AppError:
-            return view  # the ML service is down or slow: still generating as far as we know
-        if state is None:
-            _fail(row, "The ML service no longer knows this job (was it restarted?).")
-        elif state.status == "completed" and state.result is not None:
-            _complete(row, state.result)
-        elif state.status == "failed":
-            _fail(row, state.error or "The generation job failed.")
-    return view
+    if pending(view.row) is None:
+        return view
+    return (await release_then_call(session, lambda: _live(ml, [view])))[0]
+
+
+async def _live(ml: MLClient, views: list[ResponseView]) -> list[ResponseView]:
+    """The views, each generating one as its ML job is now (on a copy; nothing stored)."""
+    shown = []
+    for view in views:
+        job_id = pending(view.row)
+        if job_id is not None:
+            try:
+                state = await ml.job(job_id)
+            except AppError:
+                shown.append(view)  # the ML service is down or slow: still generating
+                continue
+            live = transient_copy(view.row)
+            apply_job(live, state)
+            view = replace(view, row=live)
+        shown.append(view)
+    return shown
+
+
+async def _reconcile(session: AsyncSession, ml: MLClient, row: GeneratedResponse) -> None:
+    """Store a generating suggestion's final state before acting on it."""
+    job_id = pending(row)
+    if job_id is None:
+        return
+    try:
+        state = await commit_then_call(session, lambda: ml.job(job_id), on_error=_unchanged)
+    except AppError:
+        return  # the ML service cannot say: as far as we know, it is still generating
+    apply_job(row, state)
+    await session.flush()
+
+
+def _unchanged(_: AppError) -> None:
+    """Nothing to record: the row stays as it was."""
 
 
 async def _load(session: AsyncSession, response_id: uuid.UUID) -> ResponseView:
@@ -154,6 +195,7 @@ async def _load(session: AsyncSession, response_id: uuid.UUID) -> ResponseView:
 
 async def list_responses(
     session: AsyncSession,
+    ml: MLClient,
     *,
     conversation_id: uuid.UUID | None,
     message_id: uuid.UUID | None,
@@ -162,7 +204,9 @@ async def list_responses(
     cursor: str | None,
     message_ids: Collection[uuid.UUID] | None = None,
 ) -> tuple[list[ResponseView], str | None]:
-    """Newest first, keyset-paginated; `message_ids`: only those messages' suggestions."""
+    """Newest first, keyset-paginated; `message_ids`: only those messages' suggestions.
+
+    Suggestions still generating show their ML job's live state (not stored)."""
     query = (
         select(GeneratedResponse, Message.conversation_id, TrainingSample.id)
         .join(Message, Message.id == GeneratedResponse.message_id)
@@ -186,13 +230,18 @@ async def list_responses(
     views = [ResponseView(row, conv, sample) for row, conv, sample in rows[:limit]]
     last = rows[limit - 1][0] if len(rows) > limit else None
     next_cursor = encode_cursor(last.created_at, last.id) if last else None
+    if any(pending(view.row) for view in views):
+        views = await release_then_call(session, lambda: _live(ml, views))
     return views, next_cursor
 
 
-async def act(session: AsyncSession, response_id: uuid.UUID, body: ActionRequest) -> ResponseView:
+async def act(
+    session: AsyncSession, ml: MLClient, response_id: uuid.UUID, body: ActionRequest
+) -> ResponseView:
     """Accept, edit or reject a completed suggestion; accept and edit create a sample."""
     view = await _load(session, response_id)
     row = view.row
+    await _reconcile(session, ml, row)
     if row.status is not ResponseStatus.COMPLETED:
         if row.status in (ResponseStatus.GENERATING, ResponseStatus.FAILED):
             raise Conflict(f"This suggestion is {row.status.value}; nothing to act on.")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from convassist.core.limits import AdapterIdPath
 from convassist.core.openapi import error_responses
+from convassist.ml.adapters.schemas import ActiveAdapter, AdaptersResponse
 from convassist.server.deps import MLDep, OwnerDep, SessionDep, SettingsDep
 from convassist.server.models import SampleSource
 from convassist.server.training import jobs, service
@@ -129,18 +130,18 @@ async def cancel_job(job_id: uuid.UUID, _: OwnerDep, session: SessionDep, ml: ML
 
 
 @router.get("/adapters", responses=error_responses(504))
-async def list_adapters(_: OwnerDep, ml: MLDep) -> dict[str, Any]:
+async def list_adapters(_: OwnerDep, ml: MLDep) -> AdaptersResponse:
     """The ML service's adapters, the active one marked (as the ML service reports them)."""
     return await ml.adapters()
 
 
 @router.post("/adapters/deactivate", responses=error_responses(504))
-async def deactivate_adapter(_: OwnerDep, ml: MLDep) -> dict[str, Any]:
+async def deactivate_adapter(_: OwnerDep, ml: MLDep) -> ActiveAdapter:
     """Serve the base model again."""
     return await ml.deactivate_adapter()
 
 
 @router.post("/adapters/{adapter_id}/activate", responses=error_responses(404, 504))
-async def activate_adapter(adapter_id: AdapterIdPath, _: OwnerDep, ml: MLDep) -> dict[str, Any]:
+async def activate_adapter(adapter_id: AdapterIdPath, _: OwnerDep, ml: MLDep) -> ActiveAdapter:
     """Hot-swap this adapter into the ML service."""
     return await ml.activate_adapter(adapter_id)

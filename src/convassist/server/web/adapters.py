@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from convassist.core.errors import AppError
 from convassist.core.limits import AdapterIdPath
+from convassist.ml.adapters.schemas import AdaptersResponse
 from convassist.server.deps import MLDep
 from convassist.server.ml_client import MLServiceError
 from convassist.server.web.charts import perplexities
@@ -30,24 +29,23 @@ class Adapter:
     adapter_perplexity: float | None
 
 
-def _timestamp(value: Any) -> datetime | None:
+def _timestamp(value: str) -> datetime | None:
     try:
-        return datetime.fromisoformat(value) if isinstance(value, str) else None
+        return datetime.fromisoformat(value)
     except ValueError:
         return None
 
 
-def parse_adapters(payload: Mapping[str, Any]) -> list[Adapter]:
+def parse_adapters(payload: AdaptersResponse) -> list[Adapter]:
     """The adapters in the ML service's `GET /adapters`, newest first, the active one marked."""
     adapters = []
-    for item in payload.get("adapters", []):
-        metrics = item.get("metrics") or {}
-        before, after = perplexities(metrics)
+    for item in payload.adapters:
+        before, after = perplexities(item.metrics)
         adapters.append(
             Adapter(
-                id=str(item["id"]),
-                active=bool(item.get("active")),
-                created_at=_timestamp(item.get("createdAt")),
+                id=item.id,
+                active=item.active,
+                created_at=_timestamp(item.created_at),
                 base_perplexity=before,
                 adapter_perplexity=after,
             )

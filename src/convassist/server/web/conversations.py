@@ -12,7 +12,8 @@ from starlette.responses import Response
 
 from convassist.server.conversations import service
 from convassist.server.conversations.schemas import ConversationOut, MessagePage
-from convassist.server.deps import SessionDep
+from convassist.server.deps import MLDep, SessionDep
+from convassist.server.ml_client import MLClient
 from convassist.server.responses import service as responses
 from convassist.server.responses.service import ResponseView
 from convassist.server.web.deps import PageViewer, Viewer, is_htmx
@@ -62,6 +63,7 @@ def _by_message(views: Sequence[ResponseView]) -> dict[uuid.UUID, list[ResponseV
 async def _thread_page(
     viewer: Viewer,
     session: SessionDep,
+    ml: MLClient,
     conversation: ConversationOut,
     messages: MessagePage,
     *,
@@ -71,6 +73,7 @@ async def _thread_page(
     older-page cursor, and on the newest page the conversation's suggestion history."""
     inline, _ = await responses.list_responses(
         session,
+        ml,
         conversation_id=conversation.id,
         message_id=None,
         message_ids=[message.id for message in messages.items],
@@ -94,6 +97,7 @@ async def _thread_page(
     if newest:
         context["suggestions"], context["more_suggestions"] = await responses.list_responses(
             session,
+            ml,
             conversation_id=conversation.id,
             message_id=None,
             status=None,
@@ -105,13 +109,13 @@ async def _thread_page(
 
 @router.get("/conversations/{conversation_id}")
 async def conversation_page(
-    conversation_id: uuid.UUID, request: Request, viewer: PageViewer, session: SessionDep
+    conversation_id: uuid.UUID, request: Request, viewer: PageViewer, session: SessionDep, ml: MLDep
 ) -> Response:
     conversation = await service.get_conversation(session, conversation_id)
     messages = await service.list_messages(
         session, conversation_id, before=None, limit=MESSAGES_PER_PAGE
     )
-    context = await _thread_page(viewer, session, conversation, messages, newest=True)
+    context = await _thread_page(viewer, session, ml, conversation, messages, newest=True)
     return render(request, viewer, "conversation.html", nav="conversations", **context)
 
 
@@ -121,6 +125,7 @@ async def older_messages(
     request: Request,
     viewer: PageViewer,
     session: SessionDep,
+    ml: MLDep,
     before: Annotated[str, Query(max_length=512)],
 ) -> Response:
     """The page of messages before `before` (loaded when the top of the thread scrolls in)."""
@@ -128,7 +133,7 @@ async def older_messages(
     messages = await service.list_messages(
         session, conversation_id, before=before, limit=MESSAGES_PER_PAGE
     )
-    context = await _thread_page(viewer, session, conversation, messages, newest=False)
+    context = await _thread_page(viewer, session, ml, conversation, messages, newest=False)
     return render(request, viewer, "partials/thread_page.html", **context)
 
 
@@ -138,11 +143,13 @@ async def suggestion_history(
     request: Request,
     viewer: PageViewer,
     session: SessionDep,
+    ml: MLDep,
     cursor: Cursor = None,
 ) -> Response:
     """The suggestion history panel; with a cursor, just its older entries."""
     views, more = await responses.list_responses(
         session,
+        ml,
         conversation_id=conversation_id,
         message_id=None,
         status=None,

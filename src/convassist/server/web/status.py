@@ -6,7 +6,6 @@ with what to do about it.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +15,7 @@ from starlette.responses import Response
 
 from convassist import __version__
 from convassist.core.db import is_sqlite
-from convassist.core.errors import AppError
+from convassist.core.model_version import MalformedModelVersion, ModelVersion
 from convassist.core.settings import ServerSettings
 from convassist.server import migrate
 from convassist.server.deps import MLDep, SessionDep, SettingsDep
@@ -38,14 +37,22 @@ class MLStatus:
     latency_ms: float | None = None
 
     @property
+    def version(self) -> ModelVersion | None:
+        try:
+            return ModelVersion.parse(str((self.health or {}).get("model_version", "")))
+        except MalformedModelVersion:
+            return None
+
+    @property
     def model(self) -> str:
-        version = str((self.health or {}).get("model_version", ""))
-        return version.split("+", 1)[0]
+        """The base model (`<id>@<digest>`), or what the service reported if not parseable."""
+        version = self.version
+        return str(version.base) if version else str((self.health or {}).get("model_version", ""))
 
     @property
     def adapter(self) -> str | None:
-        version = str((self.health or {}).get("model_version", ""))
-        return version.split("+", 1)[1] if "+" in version else None
+        version = self.version
+        return version.adapter_id if version else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,14 +64,30 @@ class Counts:
     active_jobs: int
 
 
-async def ml_status(ml: MLDep) -> MLStatus:
-    started = time.perf_counter()
-    try:
-        health = await ml.health()
-    except AppError as exc:
-        return MLStatus(url=ml.base_url, reachable=False, error=exc.detail, code=exc.code)
-    latency = (time.perf_counter() - started) * 1000
-    return MLStatus(url=ml.base_url, reachable=True, health=health, latency_ms=latency)
+async def ml_statuses(ml: MLDep) -> list[MLStatus]:
+    """Each configured ML service instance, in `ML_SERVICE_URL` order."""
+    statuses = []
+    for instance in await ml.instances_health():
+        if instance.health is None:
+            error = instance.error
+            statuses.append(
+                MLStatus(
+                    url=instance.url,
+                    reachable=False,
+                    error=error.detail if error else None,
+                    code=error.code if error else None,
+                )
+            )
+        else:
+            statuses.append(
+                MLStatus(
+                    url=instance.url,
+                    reachable=True,
+                    health=instance.health.model_dump(mode="json"),
+                    latency_ms=instance.latency_ms,
+                )
+            )
+    return statuses
 
 
 async def counts(session: SessionDep) -> Counts:
@@ -95,8 +118,11 @@ def database(settings: ServerSettings) -> dict[str, str]:
 
 
 async def _context(session: SessionDep, ml: MLDep, settings: SettingsDep) -> dict[str, Any]:
+    instances = await ml_statuses(ml)
     return {
-        "ml": await ml_status(ml),
+        # The card shows an instance that answers; with several, a list shows each one.
+        "ml": next((i for i in instances if i.reachable), instances[0]),
+        "ml_instances": instances if len(instances) > 1 else [],
         "counts": await counts(session),
         "database": database(settings),
         "server_version": __version__,

@@ -78,6 +78,7 @@ async def _act(
     request: Request,
     viewer: Viewer,
     session: SessionDep,
+    ml: MLDep,
     response_id: uuid.UUID,
     action: dict[str, Any],
     toast: str,
@@ -86,7 +87,7 @@ async def _act(
         body = ActionRequest.model_validate(action)
     except ValidationError:
         raise Unprocessable("Write the reply you would send before saving it.") from None
-    view = await service.act(session, response_id, body)
+    view = await service.act(session, ml, response_id, body)
     headers = triggers("samples-changed", "suggestions-changed", toast=toast)
     return _card(request, viewer, view, headers=headers)
 
@@ -97,12 +98,14 @@ async def accept(
     request: Request,
     viewer: FormViewer,
     session: SessionDep,
+    ml: MLDep,
     candidate: CandidateIndex = 0,
 ) -> Response:
     return await _act(
         request,
         viewer,
         session,
+        ml,
         response_id,
         {"action": "accept", "candidateIndex": candidate},
         "Saved. This reply is now a training sample.",
@@ -115,6 +118,7 @@ async def edit(
     request: Request,
     viewer: FormViewer,
     session: SessionDep,
+    ml: MLDep,
     candidate: CandidateIndex = 0,
     text: Annotated[str, Form(max_length=5000)] = "",
 ) -> Response:
@@ -122,6 +126,7 @@ async def edit(
         request,
         viewer,
         session,
+        ml,
         response_id,
         {"action": "edit", "candidateIndex": candidate, "editedResponse": text},
         "Saved your version as a training sample.",
@@ -134,12 +139,14 @@ async def reject(
     request: Request,
     viewer: FormViewer,
     session: SessionDep,
+    ml: MLDep,
     reason: Annotated[str, Form(max_length=1000)] = "",
 ) -> Response:
     return await _act(
         request,
         viewer,
         session,
+        ml,
         response_id,
         {"action": "reject", "rejectionReason": reason.strip() or None},
         "Rejected. The reason is kept with the suggestion.",
