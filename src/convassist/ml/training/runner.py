@@ -22,7 +22,7 @@ import threading
 import time
 from pathlib import Path
 from types import FrameType
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 from convassist.core.logging import configure_logging, get_logger
 from convassist.ml.training.files import JobFiles, JobSpec, read_json, utcnow
@@ -56,8 +56,11 @@ class Reporter:
     def update(self, **changes: Any) -> None:
         self.state.update(changes)
         self.state["updatedAt"] = utcnow()
-        self.reports.write(json.dumps(self.state, ensure_ascii=False) + "\n")
-        self.reports.flush()
+        try:
+            self.reports.write(json.dumps(self.state, ensure_ascii=False) + "\n")
+            self.reports.flush()
+        except BrokenPipeError:
+            orphaned()
 
     def finish(self, status: str, **changes: Any) -> None:
         self.update(status=status, completedAt=utcnow(), **changes)
@@ -185,6 +188,12 @@ def run(files: JobFiles, reporter: Reporter) -> None:
     )
 
 
+def orphaned() -> NoReturn:
+    """The supervisor is gone (nobody reads the reports): stop now, without a word to it."""
+    log.warning("training_orphaned")
+    os._exit(3)
+
+
 def watch_parent() -> None:
     """Exit as soon as the supervisor dies: nobody would read the job's reports any more."""
     parent = os.getppid()
@@ -192,8 +201,7 @@ def watch_parent() -> None:
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(PARENT_CHECK_SECONDS)
-        log.warning("training_orphaned")
-        os._exit(3)
+        orphaned()
 
     threading.Thread(target=watch, name="watch-parent", daemon=True).start()
 
