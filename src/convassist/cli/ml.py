@@ -1,4 +1,4 @@
-"""`convassist ml` (the ML service) and `convassist worker` (the async generation worker)."""
+"""`convassist ml` (the ML service) and `convassist worker` (generation and training jobs)."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def serve(
 
 
 def worker() -> None:
-    """Run a worker for async generation jobs (needs REDIS_URL)."""
+    """Run a worker for async generation and training jobs (needs REDIS_URL)."""
     from convassist.ml.worker import run_worker
 
     settings = MLSettings()
