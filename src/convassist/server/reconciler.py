@@ -105,9 +105,10 @@ class Reconciler:
     async def _ask(self, rows: list[GeneratedResponse], jobs: list[TrainingJob]) -> Pass:
         found = Pass()
         for row in rows:
-            assert row.ml_job_id is not None
+            if (row_job := responses.pending(row)) is None:
+                continue
             try:
-                state = await self.ml.job(row.ml_job_id)
+                state = await self.ml.job(row_job)
             except AppError:
                 continue  # unreachable for now: ask again next pass
             live = transient_copy(row)
@@ -115,9 +116,10 @@ class Reconciler:
             if changes := changed_values(row, live):
                 found.responses[row.id] = changes
         for job in jobs:
-            assert job.ml_job_id is not None
+            if (ml_job := training.pending(job)) is None:
+                continue
             try:
-                training_state = await self.ml.training_job(job.ml_job_id)
+                training_state = await self.ml.training_job(ml_job)
             except AppError:
                 continue
             live_job = transient_copy(job)
