@@ -20,8 +20,9 @@ from convassist.ml.adapters.shared import (
     RedisAdapterStore,
     data_key,
 )
-from convassist.ml.adapters.store import ChecksumMismatch, LocalAdapterStore, file_sha256
+from convassist.ml.adapters.store import ChecksumMismatch, LocalAdapterStore
 from convassist.ml.generation.manager import LLMManager
+from convassist.ml.models.fingerprint import sha256_file
 from tests.ml.conftest import ml_settings
 from tests.ml.training.conftest import TrainedAdapter
 
@@ -69,7 +70,7 @@ def test_an_adapter_saved_by_one_instance_is_fetched_verified_by_another(
 
     [info] = second.list()
     assert info.id == adapter_id == "lora-0123abcd" and info.size_bytes == len(content)
-    assert info.sha256 == file_sha256(first.cache.path(adapter_id))
+    assert info.sha256 == sha256_file(first.cache.path(adapter_id))
     assert info.path == tmp_path / "two" / "adapters" / adapter_id / "adapter.gguf"
     assert not info.path.exists()  # listed from Redis, not fetched yet
     path = second.fetch(info)
@@ -111,7 +112,7 @@ def test_local_adapters_record_and_check_their_checksum(tmp_path: Path) -> None:
     store = LocalAdapterStore(tmp_path / "adapters")
     source, content = exported(tmp_path)
     info = store.get(save(store, source))
-    assert info is not None and info.sha256 == file_sha256(info.path)
+    assert info is not None and info.sha256 == sha256_file(info.path)
     assert store.fetch(info) == info.path
     info.path.write_bytes(content[:-1] + b"x")
     with pytest.raises(ChecksumMismatch):

@@ -14,7 +14,6 @@ The local store keeps `<root>/<adapter id>/{adapter.gguf,metadata.json}` and `ac
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -26,6 +25,7 @@ from typing import Any
 
 from convassist.core.limits import ADAPTER_ID_PATTERN
 from convassist.core.logging import get_logger
+from convassist.ml.models.fingerprint import sha256_file
 from convassist.ml.training.files import read_json, utcnow, write_json
 
 log = get_logger("convassist.ml.adapters")
@@ -34,7 +34,6 @@ ADAPTER_FILE = "adapter.gguf"
 METADATA_FILE = "metadata.json"
 ACTIVE_FILE = "active.json"
 PREFIX = "lora-"
-_BLOCK = 1024 * 1024
 
 
 def adapter_id_for(job_id: str, digits: int = 8) -> str:
@@ -43,14 +42,6 @@ def adapter_id_for(job_id: str, digits: int = 8) -> str:
 
 def valid_id(adapter_id: str) -> bool:
     return re.fullmatch(ADAPTER_ID_PATTERN, adapter_id) is not None
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class ChecksumMismatch(Exception):
@@ -202,7 +193,7 @@ class LocalAdapterStore(AdapterStore):
             metrics=metrics,
             settings=settings,
             size_bytes=source.stat().st_size,
-            sha256=file_sha256(source),
+            sha256=sha256_file(source),
             path=self.path(adapter_id),
         )
         self.put(source, info)
@@ -243,7 +234,7 @@ class LocalAdapterStore(AdapterStore):
         return sorted(adapters, key=lambda info: info.created_at, reverse=True)
 
     def fetch(self, info: AdapterInfo) -> Path:
-        actual = file_sha256(info.path)
+        actual = sha256_file(info.path)
         if info.sha256 is None:  # stored before checksums: recorded now, checked from now on
             write_json(info.path.parent / METADATA_FILE, {**info.metadata(), "sha256": actual})
             log.info("adapter_checksum_recorded", adapter_id=info.id)
@@ -254,7 +245,7 @@ class LocalAdapterStore(AdapterStore):
 
     def matches(self, info: AdapterInfo) -> bool:
         """Whether this directory holds `info`'s file, with its SHA-256."""
-        return info.path.is_file() and file_sha256(info.path) == info.sha256
+        return info.path.is_file() and sha256_file(info.path) == info.sha256
 
     def active(self) -> str | None:
         data = read_json(self.root / ACTIVE_FILE)
