@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from structlog.testing import capture_logs
 
 from convassist.ml.adapters.factory import make_adapter_store
 from convassist.ml.adapters.service import AdapterService
@@ -84,7 +85,6 @@ def test_a_corrupt_adapter_is_refused_and_a_corrupt_cache_fetched_again(
     stores: tuple[RedisAdapterStore, RedisAdapterStore],
     tmp_path: Path,
     redis_url: str,
-    capsys: pytest.CaptureFixture[str],
 ) -> None:
     first, second = stores
     source, content = exported(tmp_path)
@@ -96,11 +96,13 @@ def test_a_corrupt_adapter_is_refused_and_a_corrupt_cache_fetched_again(
 
     redis.Redis.from_url(redis_url).lset(data_key(info.id), 1, b"y" * 4096)
     info.path.unlink()
-    with pytest.raises(ChecksumMismatch, match="does not match its SHA-256"):
+    with (
+        capture_logs() as logs,
+        pytest.raises(ChecksumMismatch, match="does not match its SHA-256"),
+    ):
         second.fetch(info)
     assert not info.path.exists()  # nothing unverified is left in the cache
-    logged = capsys.readouterr()
-    assert "adapter_checksum_mismatch" in logged.out + logged.err
+    assert "adapter_checksum_mismatch" in [entry["event"] for entry in logs]
     first.cache.path(info.id).write_bytes(b"GGUF")  # and the local store refuses too
     cached = first.cache.get(info.id)
     assert cached is not None
@@ -169,7 +171,6 @@ async def test_a_service_follows_the_choice_another_instance_made(
     stores: tuple[RedisAdapterStore, RedisAdapterStore],
     tmp_path: Path,
     redis_url: str,
-    capsys: pytest.CaptureFixture[str],
 ) -> None:
     other, mine = stores
     backend = manager.adapter_backend
@@ -197,12 +198,13 @@ async def test_a_service_follows_the_choice_another_instance_made(
         # Bytes that do not match their checksum are never served, and said so once.
         redis.Redis.from_url(redis_url).lset(data_key(info.id), 0, b"GGUF" + bytes(60))
         mine.cache.path(info.id).unlink()
-        other.set_active(info.id)
-        await asyncio.sleep(POLL_SECONDS * 1.5)
+        with capture_logs() as logs:
+            other.set_active(info.id)
+            await asyncio.sleep(POLL_SECONDS * 1.5)
         assert manager.model_version == base
-        logged = capsys.readouterr().out
-        assert logged.count("adapter_not_followed") == 1
-        assert "adapter_checksum_mismatch" in logged
+        events = [entry["event"] for entry in logs]
+        assert events.count("adapter_not_followed") == 1
+        assert "adapter_checksum_mismatch" in events
     finally:
         await service.close()
         await manager.set_adapter(None, None)
