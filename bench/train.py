@@ -175,7 +175,7 @@ def bench_generation(model_path: Path, adapter: Path, runs: int) -> tuple[float,
     try:
         for seed in range(runs):
             for active in (False, True) if seed % 2 else (True, False):
-                backend.set_adapter("bench" if active else None, adapter if active else None)
+                backend.set_adapter("lora-bench" if active else None, adapter if active else None)
                 started = time.perf_counter()
                 done = backend.complete(prompt, Sampling(64, 0.8, 0.95, (), seed))
                 rates[active].append(done.completion_tokens / (time.perf_counter() - started))
