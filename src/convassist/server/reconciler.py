@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import inspect, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from convassist.core.errors import AppError
 from convassist.core.logging import get_logger
-from convassist.server.live import changed_values, transient_copy
+from convassist.server.live import Mirror, changed_values
 from convassist.server.ml_client import MLClient
-from convassist.server.models import GeneratedResponse, ResponseStatus, TrainingJob
 from convassist.server.responses import service as responses
 from convassist.server.training import jobs as training
 
@@ -30,15 +27,7 @@ log = get_logger(__name__)
 INTERVAL_SECONDS = 2.0
 
 
-@dataclass
-class Pass:
-    """What one pass found to store: per table, row id → changed columns."""
-
-    responses: dict[Any, dict[str, Any]] = field(default_factory=dict)
-    jobs: dict[Any, dict[str, Any]] = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(self.responses) + len(self.jobs)
+MIRRORS: tuple[Mirror[Any, Any], ...] = (responses.MIRROR, training.MIRROR)
 
 
 class Reconciler:
@@ -77,74 +66,25 @@ class Reconciler:
     async def reconcile_once(self) -> int:
         """One pass; how many rows it stored."""
         async with self.sessionmaker() as session:
-            active_responses = list(
-                (
-                    await session.execute(
-                        select(GeneratedResponse).where(
-                            GeneratedResponse.status == ResponseStatus.GENERATING,
-                            GeneratedResponse.ml_job_id.is_not(None),
-                        )
-                    )
-                ).scalars()
-            )
-            active_jobs = list(
-                (
-                    await session.execute(
-                        select(TrainingJob).where(
-                            TrainingJob.status.in_(training.ACTIVE),
-                            TrainingJob.ml_job_id.is_not(None),
-                        )
-                    )
-                ).scalars()
-            )
-        found = await self._ask(active_responses, active_jobs)
+            waiting = [
+                list((await session.execute(select(m.model).where(m.active()))).scalars())
+                for m in MIRRORS
+            ]
+        found: list[tuple[Mirror[Any, Any], Any, dict[str, Any]]] = []
+        for mirror, rows in zip(MIRRORS, waiting, strict=True):
+            for row in rows:
+                live = await mirror.live(self.ml, row)
+                if live is not None and (changes := changed_values(row, live)):
+                    found.append((mirror, inspect(row).identity[0], changes))
         if found:
-            await self._store(found)
-        return len(found)
-
-    async def _ask(self, rows: list[GeneratedResponse], jobs: list[TrainingJob]) -> Pass:
-        found = Pass()
-        for row in rows:
-            if (row_job := responses.pending(row)) is None:
-                continue
-            try:
-                state = await self.ml.job(row_job)
-            except AppError:
-                continue  # unreachable for now: ask again next pass
-            live = transient_copy(row)
-            responses.apply_job(live, state)
-            if changes := changed_values(row, live):
-                found.responses[row.id] = changes
-        for job in jobs:
-            if (ml_job := training.pending(job)) is None:
-                continue
-            try:
-                training_state = await self.ml.training_job(ml_job)
-            except AppError:
-                continue
-            live_job = transient_copy(job)
-            training.apply_live(live_job, training_state)
-            if changes := changed_values(job, live_job):
-                found.jobs[job.id] = changes
-        return found
-
-    async def _store(self, found: Pass) -> None:
-        async with self.sessionmaker.begin() as session:
-            for row_id, values in found.responses.items():
-                await session.execute(
-                    update(GeneratedResponse)
-                    .where(
-                        GeneratedResponse.id == row_id,
-                        GeneratedResponse.status == ResponseStatus.GENERATING,
+            async with self.sessionmaker.begin() as session:
+                for mirror, row_id, changes in found:
+                    key = inspect(mirror.model).primary_key[0]
+                    await session.execute(
+                        update(mirror.model)
+                        .where(key == row_id, mirror.active())
+                        .values(**changes)
+                        .execution_options(synchronize_session=False)
                     )
-                    .values(**values)
-                    .execution_options(synchronize_session=False)
-                )
-            for job_id, values in found.jobs.items():
-                await session.execute(
-                    update(TrainingJob)
-                    .where(TrainingJob.id == job_id, TrainingJob.status.in_(training.ACTIVE))
-                    .values(**values)
-                    .execution_options(synchronize_session=False)
-                )
-        log.info("reconciled", responses=len(found.responses), training_jobs=len(found.jobs))
+            log.info("reconciled", rows=len(found))
+        return len(found)

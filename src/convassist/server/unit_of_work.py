@@ -5,7 +5,8 @@ No database transaction stays open while the ML service works: what the request 
 caller writes its result onto the rows, which the request's session commits when the
 endpoint returns. A failed call is written too (the row turns `failed` with the reason)
 and kept: the error is marked `keep_changes`, so the session commits instead of rolling
-back.
+back. A read calls it too, to stop holding the database during the call: its commit writes
+nothing (reads show live state on transient copies, `server/live.py`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ async def commit_then_call(
     session: AsyncSession,
     call: Callable[[], Awaitable[T]],
     *,
-    on_error: Callable[[AppError], AppError | None],
+    on_error: Callable[[AppError], AppError | None] | None = None,
 ) -> T:
     """Commit, await `call()`; on an AppError record it (`on_error`) and raise, keeping it.
 
@@ -33,17 +34,8 @@ async def commit_then_call(
     try:
         return await call()
     except AppError as exc:
-        replacement = on_error(exc) or exc
+        replacement = (on_error(exc) if on_error is not None else None) or exc
         replacement.keep_changes = True
         if replacement is exc:
             raise
         raise replacement from None
-
-
-async def release_then_call(session: AsyncSession, call: Callable[[], Awaitable[T]]) -> T:
-    """For a read: end the session's read transaction, then await `call()`.
-
-    A read changes no row (it shows live state on transient copies, `server/live.py`), so
-    ending its transaction writes nothing; it only stops holding the database meanwhile."""
-    await session.commit()
-    return await call()

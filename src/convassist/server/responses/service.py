@@ -22,7 +22,7 @@ from convassist.core.logging import get_logger
 from convassist.core.prompt import REPLY_STOP, extract_reply
 from convassist.ml.generation import schemas as ml_schemas
 from convassist.server.conversations.service import build_context
-from convassist.server.live import transient_copy
+from convassist.server.live import Mirror
 from convassist.server.ml_client import MLClient
 from convassist.server.models import (
     Direction,
@@ -35,7 +35,7 @@ from convassist.server.models import (
 )
 from convassist.server.pagination import decode_timed_cursor, encode_cursor
 from convassist.server.responses.schemas import ActionRequest, GenerateRequest
-from convassist.server.unit_of_work import commit_then_call, release_then_call
+from convassist.server.unit_of_work import commit_then_call
 
 log = get_logger(__name__)
 
@@ -135,47 +135,33 @@ def pending(row: GeneratedResponse) -> str | None:
     return row.ml_job_id if row.status is ResponseStatus.GENERATING else None
 
 
+MIRROR = Mirror(
+    model=GeneratedResponse,
+    active=lambda: (
+        (GeneratedResponse.status == ResponseStatus.GENERATING)
+        & GeneratedResponse.ml_job_id.is_not(None)
+    ),
+    pending=pending,
+    ask=lambda ml, job_id: ml.job(job_id),
+    apply=apply_job,
+)
+"""Async suggestions follow their ML job (`server/live.py`)."""
+
+
 async def get_response(session: AsyncSession, ml: MLClient, response_id: uuid.UUID) -> ResponseView:
     """The suggestion; one still generating shows its ML job's live state (not stored)."""
     view = await _load(session, response_id)
     if pending(view.row) is None:
         return view
-    return (await release_then_call(session, lambda: _live(ml, [view])))[0]
+    return (await _shown(session, ml, [view]))[0]
 
 
-async def _live(ml: MLClient, views: list[ResponseView]) -> list[ResponseView]:
+async def _shown(
+    session: AsyncSession, ml: MLClient, views: list[ResponseView]
+) -> list[ResponseView]:
     """The views, each generating one as its ML job is now (on a copy; nothing stored)."""
-    shown = []
-    for view in views:
-        job_id = pending(view.row)
-        if job_id is not None:
-            try:
-                state = await ml.job(job_id)
-            except AppError:
-                shown.append(view)  # the ML service is down or slow: still generating
-                continue
-            live = transient_copy(view.row)
-            apply_job(live, state)
-            view = replace(view, row=live)
-        shown.append(view)
-    return shown
-
-
-async def _reconcile(session: AsyncSession, ml: MLClient, row: GeneratedResponse) -> None:
-    """Store a generating suggestion's final state before acting on it."""
-    job_id = pending(row)
-    if job_id is None:
-        return
-    try:
-        state = await commit_then_call(session, lambda: ml.job(job_id), on_error=_unchanged)
-    except AppError:
-        return  # the ML service cannot say: as far as we know, it is still generating
-    apply_job(row, state)
-    await session.flush()
-
-
-def _unchanged(_: AppError) -> None:
-    """Nothing to record: the row stays as it was."""
+    rows = await commit_then_call(session, lambda: MIRROR.shown(ml, [v.row for v in views]))
+    return [replace(view, row=row) for view, row in zip(views, rows, strict=True)]
 
 
 async def _load(session: AsyncSession, response_id: uuid.UUID) -> ResponseView:
@@ -231,7 +217,7 @@ async def list_responses(
     last = rows[limit - 1][0] if len(rows) > limit else None
     next_cursor = encode_cursor(last.created_at, last.id) if last else None
     if any(pending(view.row) for view in views):
-        views = await release_then_call(session, lambda: _live(ml, views))
+        views = await _shown(session, ml, views)
     return views, next_cursor
 
 
@@ -241,7 +227,7 @@ async def act(
     """Accept, edit or reject a completed suggestion; accept and edit create a sample."""
     view = await _load(session, response_id)
     row = view.row
-    await _reconcile(session, ml, row)
+    await MIRROR.settle(session, ml, row)
     if row.status is not ResponseStatus.COMPLETED:
         if row.status in (ResponseStatus.GENERATING, ResponseStatus.FAILED):
             raise Conflict(f"This suggestion is {row.status.value}; nothing to act on.")

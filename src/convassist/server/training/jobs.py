@@ -23,14 +23,14 @@ from convassist.core.errors import AppError, Conflict, NotFound, Unprocessable
 from convassist.core.logging import get_logger
 from convassist.core.model_version import MalformedModelVersion, ModelVersion
 from convassist.ml.training.schemas import TrainingJobState, TrainingRequest, TrainingSampleIn
-from convassist.server.live import transient_copy
+from convassist.server.live import Mirror
 from convassist.server.ml_client import MLClient, MLServiceError
 from convassist.server.models import TrainingJob, TrainingSample, TrainingStatus, utcnow
 from convassist.server.pagination import decode_timed_cursor, encode_cursor
 from convassist.server.training.history import HISTORY_QUALITY, history_samples
 from convassist.server.training.schemas import JobCreate
 from convassist.server.training.service import jsonl_record
-from convassist.server.unit_of_work import commit_then_call, release_then_call
+from convassist.server.unit_of_work import commit_then_call
 
 log = get_logger(__name__)
 
@@ -187,21 +187,14 @@ def pending(job: TrainingJob) -> str | None:
     return job.ml_job_id if job.status in ACTIVE else None
 
 
-async def _live(ml: MLClient, jobs: list[TrainingJob]) -> list[TrainingJob]:
-    """The jobs, each active one as the ML service reports it now (copies; nothing stored)."""
-    shown = []
-    for job in jobs:
-        job_id = pending(job)
-        if job_id is not None:
-            try:
-                state = await ml.training_job(job_id)
-            except AppError:
-                shown.append(job)  # unreachable for now: the row as it was
-                continue
-            job = transient_copy(job)
-            apply_live(job, state)
-        shown.append(job)
-    return shown
+MIRROR = Mirror(
+    model=TrainingJob,
+    active=lambda: TrainingJob.status.in_(ACTIVE) & TrainingJob.ml_job_id.is_not(None),
+    pending=pending,
+    ask=lambda ml, job_id: ml.training_job(job_id),
+    apply=apply_live,
+)
+"""Training jobs follow their ML job (`server/live.py`)."""
 
 
 async def get_job(session: AsyncSession, ml: MLClient, job_id: uuid.UUID) -> TrainingJob:
@@ -211,7 +204,7 @@ async def get_job(session: AsyncSession, ml: MLClient, job_id: uuid.UUID) -> Tra
         raise NotFound("No such training job.")
     if pending(job) is None:
         return job
-    return (await release_then_call(session, lambda: _live(ml, [job])))[0]
+    return (await commit_then_call(session, lambda: MIRROR.shown(ml, [job])))[0]
 
 
 async def list_jobs(
@@ -228,7 +221,7 @@ async def list_jobs(
     next_cursor = encode_cursor(last.created_at, last.id) if last else None
     page = jobs[:limit]
     if any(pending(job) for job in page):
-        page = await release_then_call(session, lambda: _live(ml, page))
+        page = await commit_then_call(session, lambda: MIRROR.shown(ml, page))
     return page, next_cursor
 
 
@@ -238,15 +231,7 @@ async def cancel_job(session: AsyncSession, ml: MLClient, job_id: uuid.UUID) -> 
     if job is None:
         raise NotFound("No such training job.")
     ml_job_id = pending(job)
-    if ml_job_id is not None:
-        try:
-            live = await commit_then_call(
-                session, lambda: ml.training_job(ml_job_id), on_error=_unchanged
-            )
-        except AppError:
-            pass  # unreachable for now: cancel what the row says
-        else:
-            apply_live(job, live)
+    await MIRROR.settle(session, ml, job)  # unreachable: cancel what the row says
     if job.status not in ACTIVE:
         raise Conflict(
             f"This job is already {job.status.value}.", code="job_finished", keep_changes=True
@@ -274,7 +259,3 @@ async def cancel_job(session: AsyncSession, ml: MLClient, job_id: uuid.UUID) -> 
         job.completed_at = utcnow()
     log.info("training_job_cancelled", job_id=str(job.id))
     return job
-
-
-def _unchanged(_: AppError) -> None:
-    """Nothing to record: the row stays as it was."""
