@@ -22,7 +22,6 @@ import json
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import redis
 import redis.asyncio as aioredis
@@ -36,7 +35,6 @@ from convassist.ml.adapters.store import (
     LocalAdapterStore,
     valid_id,
 )
-from convassist.ml.training.files import utcnow
 
 log = get_logger("convassist.ml.adapters")
 
@@ -64,50 +62,28 @@ class RedisAdapterStore(AdapterStore):
         )
         self.cache = LocalAdapterStore(cache_root)
 
-    def save(
-        self,
-        source: Path,
-        *,
-        job_id: str,
-        base_model: str,
-        base_version: str,
-        metrics: dict[str, Any],
-        settings: dict[str, Any],
-        adapter_id: str | None = None,
-    ) -> AdapterInfo:
-        adapter_id = adapter_id or self.new_id(job_id)
-        key = data_key(adapter_id)
+    def path(self, adapter_id: str) -> Path:
+        return self.cache.path(adapter_id)
+
+    def put(self, source: Path, info: AdapterInfo) -> None:
+        """Upload the file in chunks, list it (one transaction), and keep it in the cache."""
+        key = data_key(info.id)
         staging = f"{key}:{os.getpid()}.tmp"
-        digest = hashlib.sha256()
-        size = chunks = 0
+        chunks = 0
         self.redis.delete(staging)
         with source.open("rb") as f:
             while chunk := f.read(self.chunk_bytes):
-                digest.update(chunk)
                 self.redis.rpush(staging, chunk)
-                size, chunks = size + len(chunk), chunks + 1
-        info = AdapterInfo(
-            id=adapter_id,
-            job_id=job_id,
-            base_model=base_model,
-            base_version=base_version,
-            created_at=utcnow(),
-            metrics=metrics,
-            settings=settings,
-            size_bytes=size,
-            sha256=digest.hexdigest(),
-            path=self.cache.path(adapter_id),
-        )
+                chunks += 1
         with self.redis.pipeline(transaction=True) as pipe:
             if chunks:
                 pipe.rename(staging, key)
             else:
                 pipe.delete(key)
-            pipe.hset(INDEX_KEY, adapter_id, json.dumps(info.metadata()))
+            pipe.hset(INDEX_KEY, info.id, json.dumps(info.metadata()))
             pipe.execute()
         self.cache.put(source, info)
-        log.info("adapter_published", adapter_id=adapter_id, size_bytes=size, chunks=chunks)
-        return info
+        log.info("adapter_published", adapter_id=info.id, size_bytes=info.size_bytes, chunks=chunks)
 
     def _info(self, raw: bytes | str) -> AdapterInfo:
         data = json.loads(raw)

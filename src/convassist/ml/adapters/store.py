@@ -113,7 +113,6 @@ class AdapterStore(ABC):
                 return candidate
         raise ValueError(f"no free adapter id for job {job_id}")
 
-    @abstractmethod
     def save(
         self,
         source: Path,
@@ -127,6 +126,29 @@ class AdapterStore(ABC):
     ) -> AdapterInfo:
         """Store the exported `source` file (moved, not copied) under the job's adapter id
         (`adapter_id` when the caller already took it from `new_id`)."""
+        adapter_id = adapter_id or self.new_id(job_id)
+        info = AdapterInfo(
+            id=adapter_id,
+            job_id=job_id,
+            base_model=base_model,
+            base_version=base_version,
+            created_at=utcnow(),
+            metrics=metrics,
+            settings=settings,
+            size_bytes=source.stat().st_size,
+            sha256=sha256_file(source),
+            path=self.path(adapter_id),
+        )
+        self.put(source, info)
+        return info
+
+    @abstractmethod
+    def path(self, adapter_id: str) -> Path:
+        """Where the adapter's file is (or, fetched, will be) on this instance."""
+
+    @abstractmethod
+    def put(self, source: Path, info: AdapterInfo) -> None:
+        """Move `source` in as `info`'s file, with its metadata."""
 
     @abstractmethod
     def get(self, adapter_id: str) -> AdapterInfo | None: ...
@@ -171,33 +193,6 @@ class LocalAdapterStore(AdapterStore):
 
     def path(self, adapter_id: str) -> Path:
         return self._dir(adapter_id) / ADAPTER_FILE
-
-    def save(
-        self,
-        source: Path,
-        *,
-        job_id: str,
-        base_model: str,
-        base_version: str,
-        metrics: dict[str, Any],
-        settings: dict[str, Any],
-        adapter_id: str | None = None,
-    ) -> AdapterInfo:
-        adapter_id = adapter_id or self.new_id(job_id)
-        info = AdapterInfo(
-            id=adapter_id,
-            job_id=job_id,
-            base_model=base_model,
-            base_version=base_version,
-            created_at=utcnow(),
-            metrics=metrics,
-            settings=settings,
-            size_bytes=source.stat().st_size,
-            sha256=sha256_file(source),
-            path=self.path(adapter_id),
-        )
-        self.put(source, info)
-        return info
 
     def put(self, source: Path, info: AdapterInfo) -> None:
         """Move `source` in as `info`'s file, with its metadata (atomically: a reader sees the
