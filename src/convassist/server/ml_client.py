@@ -29,7 +29,7 @@ from convassist.ml.generation.schemas import (
 )
 from convassist.ml.health.schemas import HealthResponse
 from convassist.ml.training.schemas import TrainingJobState, TrainingRequest
-from convassist.server.ml_pool import Instance, InstancePool, Retry
+from convassist.server.ml_pool import Instance, InstancePool, Retry, too_slow, unreachable
 
 log = get_logger(__name__)
 
@@ -159,16 +159,9 @@ class MLClient:
             try:
                 response = await instance.http.get("/health")
             except httpx.TimeoutException:
-                raise AppError(
-                    f"The ML service at {instance.url} did not answer within {self.timeout:g} s.",
-                    code="ml_service_timeout",
-                    status_code=504,
-                ) from None
+                raise too_slow(instance, self.timeout) from None
             except httpx.TransportError:
-                raise ServiceUnavailable(
-                    f"The ML service is not reachable at {instance.url}.",
-                    code="ml_service_unavailable",
-                ) from None
+                raise unreachable(instance) from None
             health = _parse(HealthResponse, _json(instance, response, "/health"))
         except AppError as exc:
             return InstanceHealth(instance.url, None, exc, None)

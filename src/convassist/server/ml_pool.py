@@ -49,6 +49,19 @@ class Instance:
         return self.failed_at is not None and now - self.failed_at < COOLDOWN_SECONDS
 
 
+def too_slow(instance: Instance, timeout: float) -> GatewayTimeout:
+    return GatewayTimeout(
+        f"The ML service at {instance.url} did not answer within {timeout:g} s.",
+        code="ml_service_timeout",
+    )
+
+
+def unreachable(instance: Instance) -> ServiceUnavailable:
+    return ServiceUnavailable(
+        f"The ML service is not reachable at {instance.url}.", code="ml_service_unavailable"
+    )
+
+
 class InstancePool:
     """Sends a request to one of the instances, failing over as the module describes."""
 
@@ -114,16 +127,10 @@ class InstancePool:
                     code="ml_service_unavailable",
                 ) from None
             except httpx.TimeoutException:
-                raise GatewayTimeout(
-                    f"The ML service at {instance.url} did not answer within {self.timeout:g} s.",
-                    code="ml_service_timeout",
-                ) from None
+                raise too_slow(instance, self.timeout) from None
             except httpx.TransportError as exc:
                 self._failed(instance, path, exc)
-                raise ServiceUnavailable(
-                    f"The ML service is not reachable at {instance.url}.",
-                    code="ml_service_unavailable",
-                ) from None
+                raise unreachable(instance) from None
             instance.failed_at = None
             return instance, response
         where = ", ".join(self.urls)
