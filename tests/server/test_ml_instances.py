@@ -16,6 +16,7 @@ from convassist.core.errors import AppError
 from convassist.ml.generation.schemas import GenerateRequest
 from convassist.ml.training.schemas import TrainingRequest, TrainingSampleIn
 from convassist.server.ml_client import MLClient
+from tests.support.chats import incoming_message
 from tests.support.services import ML_AUTH, ML_TOKEN, free_port, ml_service
 from tests.support.sockets import bad_server
 
@@ -177,28 +178,16 @@ async def test_the_owner_sees_no_error_when_an_instance_dies(
 ) -> None:
     with bad_server("close") as dying:
         app.state.ml_client = MLClient(f"{dying.url},{ml_service_url}", timeout=30, token=ML_TOKEN)
-        sync = await device_client.post(
-            "/api/sync/messages",
-            json={
-                "conversationId": "iMessage;-;+15551239999",
-                "participants": ["+15551239999"],
-                "messages": [
-                    {
-                        "imessageGuid": "failover-1",
-                        "senderId": "+15551239999",
-                        "direction": "incoming",
-                        "text": "are you coming?",
-                        "sentAt": "2026-11-20T18:00:00+00:00",
-                    }
-                ],
-            },
+        message_id = await incoming_message(
+            device_client,
+            owner_client,
+            sender="+15551239999",
+            guid="failover-1",
+            text="are you coming?",
         )
-        assert sync.status_code == 200, sync.text
-        conversation = sync.json()["conversationId"]
-        messages = (await owner_client.get(f"/api/conversations/{conversation}/messages")).json()
         resp = await owner_client.post(
             "/api/responses/generate",
-            json={"messageId": messages["items"][-1]["id"], "maxTokens": 4, "temperature": 0},
+            json={"messageId": message_id, "maxTokens": 4, "temperature": 0},
         )
         await app.state.ml_client.aclose()
     assert resp.status_code == 200, resp.text

@@ -17,6 +17,7 @@ from sqlalchemy import event
 from convassist.server.ml_client import MLClient
 from convassist.server.models import GeneratedResponse, TrainingJob, TrainingStatus
 from convassist.server.reconciler import Reconciler
+from tests.support.chats import incoming_message
 from tests.support.services import ML_TOKEN
 
 pytestmark = pytest.mark.slow
@@ -59,29 +60,13 @@ async def stored(app: Any, model: type[Any], row_id: uuid.UUID) -> Any:
 
 
 async def async_suggestion(owner: httpx.AsyncClient, device: httpx.AsyncClient) -> str:
-    sync = await device.post(
-        "/api/sync/messages",
-        json={
-            "conversationId": "iMessage;-;+15551230001",
-            "participants": ["+15551230001"],
-            "messages": [
-                {
-                    "imessageGuid": "reconcile-1",
-                    "senderId": "+15551230001",
-                    "direction": "incoming",
-                    "text": "see you at seven?",
-                    "sentAt": "2026-11-20T18:00:00+00:00",
-                }
-            ],
-        },
+    message_id = await incoming_message(
+        device, owner, sender="+15551230001", guid="reconcile-1", text="see you at seven?"
     )
-    assert sync.status_code == 200, sync.text
-    conversation = sync.json()["conversationId"]
-    messages = (await owner.get(f"/api/conversations/{conversation}/messages")).json()
     resp = await owner.post(
         "/api/responses/generate",
         json={
-            "messageId": messages["items"][-1]["id"],
+            "messageId": message_id,
             "async": True,
             "maxTokens": 4,
             "temperature": 0,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -50,3 +50,23 @@ async def sync(
     )
     assert resp.status_code == 200, resp.text
     return str(resp.json()["conversationId"])
+
+
+async def incoming_message(
+    device_client: httpx.AsyncClient,
+    owner_client: httpx.AsyncClient,
+    *,
+    sender: str,
+    guid: str,
+    text: str,
+    at: datetime = datetime(2026, 11, 20, 18, 0, tzinfo=UTC),
+) -> str:
+    """Sync one incoming message from `sender`, in its own chat; the message's server id."""
+    conversation = await sync(
+        device_client,
+        f"iMessage;-;{sender}",
+        [message(guid, 0, text, start=at, sender=sender)],
+        participants=[sender],
+    )
+    page = (await owner_client.get(f"/api/conversations/{conversation}/messages")).json()
+    return str(page["items"][-1]["id"])
