@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import secrets
-from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -233,8 +232,3 @@ def read_or_create_secret(path: Path) -> str:
     finally:
         tmp.unlink()
     return path.read_text().strip()
-
-
-@lru_cache
-def get_server_settings() -> ServerSettings:
-    return ServerSettings()
