@@ -27,6 +27,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     Uuid,
+    false,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
@@ -123,6 +124,20 @@ class SampleSource(enum.StrEnum):
     EDITED = "edited"
     MANUAL = "manual"
     HISTORY = "history"
+    # The owner answered from the phone (or Messages on the Mac) instead of a suggestion.
+    REPLIED = "replied"
+
+
+class OutboxStatus(enum.StrEnum):
+    """queued → sending (claimed by a device) → sent → confirmed (seen in chat.db);
+    failed, or expired when no device sent it in time."""
+
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    CONFIRMED = "confirmed"
+    EXPIRED = "expired"
 
 
 class TrainingStatus(enum.StrEnum):
@@ -177,6 +192,8 @@ class Device(UUIDPrimaryKey, Timestamps, Base):
     deactivated_at: Mapped[datetime | None]
     last_sync_at: Mapped[datetime | None]
     messages_synced: Mapped[int] = mapped_column(Integer, default=0)
+    # The owner's permission for this device to send replies from the outbox (off by default).
+    may_send: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     @property
     def status(self) -> str:
@@ -220,6 +237,9 @@ class Conversation(UUIDPrimaryKey, Timestamps, Base):
     service: Mapped[str | None] = mapped_column(String(32))
     last_message_at: Mapped[datetime | None]
     message_count: Mapped[int] = mapped_column(Integer, default=0)
+    # When the newest message that needs the owner's reply arrived (the suggestion gate's
+    # verdict, kept by sync); None when nothing waits: the owner replied, or dismissed it.
+    awaiting_reply_since: Mapped[datetime | None] = mapped_column(index=True)
 
     participants: Mapped[list[ConversationParticipant]] = relationship(
         back_populates="conversation", cascade="all, delete-orphan", lazy="raise"
@@ -289,6 +309,10 @@ class GeneratedResponse(UUIDPrimaryKey, Timestamps, Base):
     generated_at: Mapped[datetime | None]
     acted_at: Mapped[datetime | None]
     rejection_reason: Mapped[str | None] = mapped_column(Text)
+    # Queued by the server when a sync brought the message (not asked for by the owner).
+    auto: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Set when a newer incoming message or the owner's own reply made these suggestions moot.
+    retired_at: Mapped[datetime | None]
 
 
 class TrainingSample(UUIDPrimaryKey, Timestamps, Base):
@@ -309,6 +333,40 @@ class TrainingSample(UUIDPrimaryKey, Timestamps, Base):
         CheckConstraint("quality >= 0 AND quality <= 1", name="quality_range"),
         Index("ix_training_samples_created_at", "created_at"),
     )
+
+
+class OutboxMessage(UUIDPrimaryKey, Timestamps, Base):
+    """A reply the owner chose, waiting for (or sent by) a device allowed to send.
+
+    A device claims an entry before it sends it; the claim is sticky: only the device that
+    claimed an entry may send it again (it alone can tell from its chat.db whether it did)."""
+
+    __tablename__ = "outbox_messages"
+
+    conversation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), index=True
+    )
+    text: Mapped[str] = mapped_column(Text)
+    response_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("generated_responses.id", ondelete="SET NULL"), unique=True
+    )
+    candidate_index: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[OutboxStatus] = mapped_column(
+        str_enum(OutboxStatus, "outbox_status"), default=OutboxStatus.QUEUED
+    )
+    expires_at: Mapped[datetime]
+    device_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("devices.id", ondelete="SET NULL"), index=True
+    )
+    claimed_at: Mapped[datetime | None]
+    claim_expires_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    sent_at: Mapped[datetime | None]
+    confirmed_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    message_guid: Mapped[str | None] = mapped_column(String(128))
+
+    __table_args__ = (Index("ix_outbox_messages_status_created_at", "status", "created_at"),)
 
 
 class TrainingJob(UUIDPrimaryKey, Timestamps, Base):
