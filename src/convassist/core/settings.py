@@ -151,6 +151,18 @@ class ServerSettings(CommonSettings):
         gt=0,
         description="Most messages accepted in one sync request.",
     )
+    outbox_expiry_seconds: float = Field(
+        600.0,
+        validation_alias="CONVASSIST_OUTBOX_EXPIRY_SECONDS",
+        gt=0,
+        description="Seconds a queued reply may wait for a device; later it is never sent.",
+    )
+    outbox_sends_per_minute: int = Field(
+        30,
+        validation_alias="CONVASSIST_OUTBOX_SENDS_PER_MINUTE",
+        gt=0,
+        description="Most replies the owner may queue for sending in one minute.",
+    )
 
     @field_validator("ml_service_url")
     @classmethod
