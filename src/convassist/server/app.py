@@ -16,6 +16,7 @@ from convassist.server.auth.router import router as auth_router
 from convassist.server.conversations.router import router as conversations_router
 from convassist.server.devices.router import router as devices_router
 from convassist.server.health import router as health_router
+from convassist.server.measures.router import router as measures_router
 from convassist.server.ml_client import MLClient
 from convassist.server.outbox.router import router as outbox_router
 from convassist.server.reconciler import Reconciler
@@ -69,6 +70,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         responses_router,
         outbox_router,
         training_router,
+        measures_router,
     ):
         app.include_router(router, prefix="/api")
     install_web(app)
