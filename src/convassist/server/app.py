@@ -16,6 +16,7 @@ from convassist.server.auth.router import router as auth_router
 from convassist.server.conversations.router import router as conversations_router
 from convassist.server.devices.router import router as devices_router
 from convassist.server.health import router as health_router
+from convassist.server.inbox.router import router as inbox_router
 from convassist.server.measures.router import router as measures_router
 from convassist.server.ml_client import MLClient
 from convassist.server.outbox.router import router as outbox_router
@@ -67,6 +68,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         devices_router,
         sync_router,
         conversations_router,
+        inbox_router,
         responses_router,
         outbox_router,
         training_router,

@@ -25,6 +25,9 @@ class ConversationOut(APIModel):
     message_count: int
     last_message_at: datetime | None
     service: str | None
+    awaiting_reply_since: datetime | None = Field(
+        description="When the message waiting for your reply arrived; null when none waits."
+    )
 
 
 class ConversationPage(APIModel):

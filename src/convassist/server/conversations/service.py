@@ -45,7 +45,7 @@ def _participants_by_conversation(
     return grouped
 
 
-async def _conversation_views(
+async def conversation_views(
     session: AsyncSession, conversations: Sequence[Conversation]
 ) -> list[ConversationOut]:
     """Conversations with their participants and resolved names (one extra query)."""
@@ -80,6 +80,7 @@ async def _conversation_views(
                 message_count=conversation.message_count,
                 last_message_at=conversation.last_message_at,
                 service=conversation.service,
+                awaiting_reply_since=conversation.awaiting_reply_since,
             )
         )
     return views
@@ -131,7 +132,7 @@ async def list_conversations(
         last = conversations[-1]
         next_cursor = encode_cursor(last.last_message_at, last.id)
     return ConversationPage(
-        items=await _conversation_views(session, conversations), next_cursor=next_cursor
+        items=await conversation_views(session, conversations), next_cursor=next_cursor
     )
 
 
@@ -143,7 +144,7 @@ async def _get(session: AsyncSession, conversation_id: uuid.UUID) -> Conversatio
 
 
 async def get_conversation(session: AsyncSession, conversation_id: uuid.UUID) -> ConversationOut:
-    return (await _conversation_views(session, [await _get(session, conversation_id)]))[0]
+    return (await conversation_views(session, [await _get(session, conversation_id)]))[0]
 
 
 async def list_messages(

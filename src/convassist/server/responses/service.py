@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Collection
 from dataclasses import dataclass, replace
 
-from sqlalchemy import select, tuple_, update
+from sqlalchemy import func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from convassist.core.errors import AppError, Conflict, NotFound, Unprocessable
@@ -219,6 +219,40 @@ async def list_responses(
     if any(pending(view.row) for view in views):
         views = await _shown(session, ml, views)
     return views, next_cursor
+
+
+async def current(
+    session: AsyncSession, ml: MLClient, message_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, ResponseView]:
+    """Each message's newest suggestion that is not retired, in one query; one still
+    generating shows its ML job's live state (not stored)."""
+    if not message_ids:
+        return {}
+    newest = (
+        select(
+            GeneratedResponse.id,
+            func.row_number()
+            .over(
+                partition_by=GeneratedResponse.message_id,
+                order_by=(GeneratedResponse.created_at.desc(), GeneratedResponse.id.desc()),
+            )
+            .label("rank"),
+        )
+        .where(
+            GeneratedResponse.message_id.in_(message_ids), GeneratedResponse.retired_at.is_(None)
+        )
+        .subquery()
+    )
+    rows = await session.execute(
+        select(GeneratedResponse, Message.conversation_id, TrainingSample.id)
+        .join(newest, (newest.c.id == GeneratedResponse.id) & (newest.c.rank == 1))
+        .join(Message, Message.id == GeneratedResponse.message_id)
+        .outerjoin(TrainingSample, TrainingSample.response_id == GeneratedResponse.id)
+    )
+    views = [ResponseView(row, conv, sample) for row, conv, sample in rows.all()]
+    if any(pending(view.row) for view in views):
+        views = await _shown(session, ml, views)
+    return {view.row.message_id: view for view in views}
 
 
 async def act(
