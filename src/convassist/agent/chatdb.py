@@ -195,6 +195,11 @@ class ChatDB:
         log.debug("chatdb.changes", since=stamp, count=len(messages))
         return messages
 
+    def recent_outgoing(self, chat_guid: str, limit: int = 50) -> list[ChatMessage]:
+        """The newest `limit` messages sent from this Mac in the chat `chat_guid`, newest first."""
+        sql = self._schema.outgoing_sql()
+        return [to_message(row) for row in self._fetch(sql, (chat_guid, limit))] if sql else []
+
     def chats(self) -> dict[int, ChatInfo]:
         """Every chat by ROWID, with participants; one short read transaction."""
         if not self._schema.has("chat", "ROWID", "guid"):

@@ -103,6 +103,18 @@ class Schema:
             "WHERE m.ROWID > ? ORDER BY m.ROWID LIMIT ?"
         )
 
+    def outgoing_sql(self) -> str | None:
+        """The newest outgoing messages of one chat: (chat guid, limit); None without chats."""
+        if not self.has("chat_message_join", "chat_id", "message_id") or not self.has(
+            "chat", "guid"
+        ):
+            return None
+        return (
+            f"SELECT {self._select_columns()} {self._from_clause()} "  # noqa: S608
+            "WHERE m.is_from_me = 1 AND m.ROWID IN (SELECT j.message_id FROM chat_message_join j "
+            "JOIN chat c ON c.ROWID = j.chat_id WHERE c.guid = ?) ORDER BY m.ROWID DESC LIMIT ?"
+        )
+
     def stamp_expression(self) -> str | None:
         """SQL for a row's change stamp, max(date_edited, date_retracted); None if neither."""
         stamps = [c for c in ("date_edited", "date_retracted") if self.has("message", c)]

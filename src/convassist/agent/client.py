@@ -23,6 +23,7 @@ import httpx
 from convassist import __version__
 from convassist.agent.answers import error_body, looks_like, not_a_server, retry_after
 from convassist.agent.errors import AgentError
+from convassist.agent.send.base import OutboxBatch, OutboxItem
 from convassist.core.logging import get_logger
 
 __all__ = [
@@ -196,6 +197,7 @@ class AgentClient:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.server_url = normalize_server_url(server_url)
+        self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
         self._sleep = sleep
@@ -284,6 +286,30 @@ class AgentClient:
             updated=int(body["updated"]),
             unchanged=int(body["unchanged"]),
         )
+
+    # -- outbox ----------------------------------------------------------------------------
+
+    async def fetch_outbox(self, wait: float = 0.0) -> OutboxBatch:
+        """Claim this device's messages to send, waiting up to `wait` s for one (long poll);
+        a device without send permission gets `ServerError` 403 `send_not_allowed`."""
+        timeout = httpx.Timeout(self.timeout + wait, connect=min(self.timeout, 10.0))
+        body = await self._request("GET", "/sync/outbox", params={"wait": wait}, timeout=timeout)
+        return OutboxBatch(
+            items=[OutboxItem.from_json(_Body(self.server_url, raw)) for raw in body["items"]],
+            poll_after_seconds=float(body.get("pollAfterSeconds") or 5),
+        )
+
+    async def report_outbox_result(
+        self, entry_id: str, status: str, error: str | None, message_guid: str | None
+    ) -> str:
+        """Report `sent` or `failed` for a claimed entry; returns the entry's status."""
+        payload = {"status": status, "error": error, "messageGuid": message_guid}
+        body = await self._request(
+            "POST",
+            f"/sync/outbox/{entry_id}/result",
+            json={k: v for k, v in payload.items() if v is not None},
+        )
+        return str(body["status"])
 
     # -- plumbing ------------------------------------------------------------------------
 

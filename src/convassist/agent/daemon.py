@@ -5,8 +5,8 @@ size and mtime: two `stat` calls a second, no extra thread, and it needs no more
 than reading chat.db does. A change starts a sync once the files have been quiet for
 `debounce` seconds (at most `MAX_DELAY` after the first change); the poll interval stays as
 the safety net. After a failed sync the next attempt waits `ERROR_DELAY` (or the poll
-interval, if shorter) whatever the files do. SIGTERM and SIGINT stop the loop; a sync in
-progress stops between batches.
+interval, if shorter) whatever the files do. `poke()` (the outbox loop sent a message) counts
+as a change. SIGTERM and SIGINT stop the loop; a sync in progress stops between batches.
 """
 
 from __future__ import annotations
@@ -82,6 +82,11 @@ class Daemon:
         self.tick = tick
         self.on_error = on_error
         self.runs = 0
+        self._poked = False
+
+    def poke(self) -> None:
+        """Sync soon, as after a change of chat.db (a message was just sent)."""
+        self._poked = True
 
     async def run(self) -> None:
         next_poll = time.monotonic()  # sync once right away
@@ -111,7 +116,8 @@ class Daemon:
                 self.watcher.changed()  # what the sync itself saw is not a new change
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), timeout=self.tick)
-            if self.watcher.changed():
+            if self.watcher.changed() or self._poked:
+                self._poked = False
                 last_change = time.monotonic()
                 first_change = first_change if first_change is not None else last_change
         log.info("agent.daemon.stopped", syncs=self.runs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Literal
 
@@ -11,6 +12,11 @@ from convassist.agent.chatdb import default_chat_db_path
 from convassist.core.settings import CommonSettings
 
 TokenStoreKind = Literal["auto", "keyring", "file"]
+SenderKind = Literal["messages", "dry-run"]
+
+
+def _default_sender() -> SenderKind:
+    return "messages" if sys.platform == "darwin" else "dry-run"
 
 
 class AgentSettings(CommonSettings):
@@ -90,7 +96,29 @@ class AgentSettings(CommonSettings):
         ge=0,
         description="First retry delay in seconds; doubles on each retry (with jitter, max 60).",
     )
+    sender: SenderKind = Field(
+        default_factory=_default_sender,
+        validation_alias="CONVASSIST_AGENT_SENDER",
+        description="How `agent run` sends the owner's replies: messages (AppleScript, macOS) "
+        "or dry-run (append them to the sent log, send nothing); default: messages on macOS.",
+    )
+    sent_log: Path | None = Field(
+        None,
+        validation_alias="CONVASSIST_AGENT_SENT_LOG",
+        description="The dry-run sender's JSON-lines file; unset = <state dir>/sent.jsonl.",
+    )
+    outbox_wait: float = Field(
+        20.0,
+        validation_alias="CONVASSIST_AGENT_OUTBOX_WAIT",
+        ge=0,
+        le=25,
+        description="Seconds one outbox check may wait on the server for a message (long poll).",
+    )
 
     @property
     def resolved_state_dir(self) -> Path:
         return (self.state_dir or self.data_dir / "agent").expanduser()
+
+    @property
+    def resolved_sent_log(self) -> Path:
+        return (self.sent_log or self.resolved_state_dir / "sent.jsonl").expanduser()

@@ -1,4 +1,5 @@
-"""The agent's own small SQLite database: registration, sync cursors, counts, last error.
+"""The agent's own small SQLite database: registration, sync cursors, counts, last error,
+and the send journal (`outbox_journal`: what the outbox loop attempted, sent and reported).
 
 `<state dir>/agent.sqlite3` (directory 0700, file 0600), in WAL mode so `agent status` can read
 while a sync writes. Every change is one transaction, so a crash leaves the previous state.
@@ -16,7 +17,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Self
 
@@ -26,6 +27,7 @@ from convassist.agent.errors import AgentError
 __all__ = [
     "Counts",
     "DeviceRegistration",
+    "JournalEntry",
     "StateDB",
     "StateError",
     "SyncBusy",
@@ -38,7 +40,14 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS cursors (db_path TEXT PRIMARY KEY, rowid INTEGER NOT NULL, "
     "edit_stamp INTEGER NOT NULL, edit_rowid INTEGER NOT NULL, updated_at TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS outbox_journal (entry_id TEXT PRIMARY KEY, "
+    "chat_guid TEXT NOT NULL, text_hash TEXT NOT NULL, state TEXT NOT NULL, "
+    "attempted_at TEXT NOT NULL, message_guid TEXT, error TEXT, reported_at TEXT)",
 )
+_JOURNAL_COLUMNS = (
+    "entry_id, chat_guid, text_hash, state, attempted_at, message_guid, error, reported_at"
+)
+JOURNAL_KEEP_DAYS = 30
 
 
 class StateError(AgentError):
@@ -76,6 +85,28 @@ class Counts:
 
     def __add__(self, other: Counts) -> Counts:
         return Counts(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    """One outbox entry this device handled: `state` is attempted (the sender was called and
+    did not return), sent or failed; `reported_at` is set once the server has the outcome."""
+
+    entry_id: str
+    chat_guid: str
+    text_hash: str
+    state: str
+    attempted_at: datetime
+    message_guid: str | None
+    error: str | None
+    reported_at: datetime | None
+
+
+def _journal_entry(row: tuple[Any, ...]) -> JournalEntry:
+    entry_id, chat_guid, digest, state, attempted, guid, error, reported = row
+    return JournalEntry(
+        entry_id, chat_guid, digest, state, _time(attempted) or _now(), guid, error, _time(reported)
+    )
 
 
 def _now() -> datetime:
@@ -173,13 +204,15 @@ class StateDB:
             if previous is None or previous.server_url != registration.server_url:
                 conn.execute("DELETE FROM cursors")
                 conn.execute("DELETE FROM meta")
+                conn.execute("DELETE FROM outbox_journal")
             self._put(conn, registration=asdict(registration))
 
     def forget(self) -> None:
-        """Remove the registration, cursors, counts and errors."""
+        """Remove the registration, cursors, counts, errors and the send journal."""
         with self._transaction() as conn:
             conn.execute("DELETE FROM cursors")
             conn.execute("DELETE FROM meta")
+            conn.execute("DELETE FROM outbox_journal")
 
     # -- cursor and counts ---------------------------------------------------------------
 
@@ -254,6 +287,74 @@ class StateDB:
     def save_contacts_digest(self, digest: str) -> None:
         with self._transaction() as conn:
             self._put(conn, contacts_digest=digest)
+
+    # -- send journal ---------------------------------------------------------------------
+
+    def journal(self, entry_id: str) -> JournalEntry | None:
+        row = self._conn.execute(
+            f"SELECT {_JOURNAL_COLUMNS} FROM outbox_journal WHERE entry_id = ?",  # noqa: S608
+            (entry_id,),
+        ).fetchone()
+        return _journal_entry(row) if row else None
+
+    def record_attempt(self, entry_id: str, chat_guid: str, digest: str) -> None:
+        """Before the sender is called: the entry is `attempted` from now (durably)."""
+        cutoff = (_now() - timedelta(days=JOURNAL_KEEP_DAYS)).isoformat()
+        with self._transaction() as conn:
+            conn.execute(
+                "DELETE FROM outbox_journal WHERE reported_at IS NOT NULL AND attempted_at < ?",
+                (cutoff,),
+            )
+            conn.execute(
+                "INSERT INTO outbox_journal (entry_id, chat_guid, text_hash, state, attempted_at)"
+                " VALUES (?, ?, ?, 'attempted', ?) ON CONFLICT (entry_id) DO UPDATE SET "
+                "state = 'attempted', attempted_at = excluded.attempted_at, message_guid = NULL, "
+                "error = NULL, reported_at = NULL",
+                (entry_id, chat_guid, digest, _now().isoformat()),
+            )
+
+    def record_outcome(
+        self,
+        entry_id: str,
+        chat_guid: str,
+        digest: str,
+        state: str,
+        *,
+        message_guid: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        """The entry was `sent` or `failed` (recorded even if it was never attempted)."""
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO outbox_journal (entry_id, chat_guid, text_hash, state, attempted_at,"
+                " message_guid, error) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (entry_id) DO "
+                "UPDATE SET state = excluded.state, message_guid = excluded.message_guid, "
+                "error = excluded.error, reported_at = NULL",
+                (entry_id, chat_guid, digest, state, _now().isoformat(), message_guid, error),
+            )
+
+    def record_reported(self, entry_id: str) -> None:
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE outbox_journal SET reported_at = ? WHERE entry_id = ?",
+                (_now().isoformat(), entry_id),
+            )
+
+    def unreported(self) -> list[JournalEntry]:
+        """Entries whose outcome the server does not have yet, oldest first."""
+        rows = self._conn.execute(
+            f"SELECT {_JOURNAL_COLUMNS} FROM outbox_journal "  # noqa: S608
+            "WHERE reported_at IS NULL ORDER BY attempted_at"
+        ).fetchall()
+        return [_journal_entry(row) for row in rows]
+
+    def recent_sends(self, limit: int = 5) -> list[JournalEntry]:
+        rows = self._conn.execute(
+            f"SELECT {_JOURNAL_COLUMNS} FROM outbox_journal "  # noqa: S608
+            "ORDER BY attempted_at DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [_journal_entry(row) for row in rows]
 
 
 @contextmanager

@@ -1,4 +1,5 @@
-"""What `agent status` (and the menu bar) shows: registration, last sync, counts, last error."""
+"""What `agent status` (and the menu bar) shows: registration, last sync, counts, last error,
+the sender and the last sends."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from convassist.agent.credentials import open_store
 from convassist.agent.errors import AgentError
 from convassist.agent.runner import client_for, load_session
 from convassist.agent.settings import AgentSettings
-from convassist.agent.state import Counts, DeviceRegistration, StateDB
+from convassist.agent.state import Counts, DeviceRegistration, JournalEntry, StateDB
 from convassist.agent.sync import SyncReport
 
 __all__ = ["AgentStatus", "collect_status", "status_rows", "sync_summary"]
@@ -34,6 +35,9 @@ class AgentStatus:
     last_error: tuple[datetime, str] | None = None
     server: ServerStatus | None = None
     server_error: str | None = None
+    sender: str = ""
+    sent_log: Path | None = None
+    recent_sends: list[JournalEntry] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -53,7 +57,9 @@ async def collect_status(
     """Read the local state; with `online`, also ask the server (one quick try)."""
     state_dir = settings.resolved_state_dir
     db_path = settings.db_path.expanduser().absolute()
-    status = AgentStatus(state_dir=state_dir, db_path=db_path)
+    status = AgentStatus(state_dir=state_dir, db_path=db_path, sender=settings.sender)
+    if settings.sender == "dry-run":
+        status.sent_log = settings.resolved_sent_log
     state = StateDB.open_existing(state_dir)
     if state is None:
         return status
@@ -64,6 +70,7 @@ async def collect_status(
         status.last_run = state.last_run()
         status.totals = state.totals()
         status.last_error = state.last_error()
+        status.recent_sends = state.recent_sends()
         if registration is None:
             return status
         status.token_location = open_store(registration.token_store, state_dir).describe()
@@ -130,6 +137,21 @@ def status_rows(status: AgentStatus) -> list[tuple[str, str]]:
         )
     elif status.server_error:
         rows.append(("on the server", f"unknown: {status.server_error}"))
+    rows.append(
+        (
+            "sender",
+            f"dry-run: nothing is sent, each message goes to {status.sent_log}"
+            if status.sent_log
+            else "Messages (AppleScript), when the server allows this device to send",
+        )
+    )
+    sends = [
+        f"{_when(e.attempted_at)} {e.entry_id}: {e.state}"
+        + (f" ({e.error})" if e.error else "")
+        + ("" if e.reported_at else ", not reported yet")
+        for e in status.recent_sends
+    ]
+    rows.append(("last sends", "\n".join(sends) if sends else "none"))
     if status.last_error:
         at, message = status.last_error
         rows.append(("last error", f"{_when(at)}: {message}"))

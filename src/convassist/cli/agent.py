@@ -35,6 +35,7 @@ from convassist.agent.fda import agent_programs, full_disk_access_message
 from convassist.agent.identity import IDENTIFY_TIMEOUT, ensure_ready, identify_server
 from convassist.agent.registration import device_description, register_device, save_grant
 from convassist.agent.runner import client_for, load_session, open_chat_db, sync_once
+from convassist.agent.send.outbox import Outbox, make_sender
 from convassist.agent.settings import AgentSettings
 from convassist.agent.state import StateDB
 from convassist.agent.status import collect_status, status_rows, sync_summary
@@ -168,10 +169,13 @@ def register(
 # -- sync and run -----------------------------------------------------------------------
 
 
-def _daemon(settings: AgentSettings, db: Path | None, *, full: bool, announce: bool) -> None:
+def _daemon(
+    settings: AgentSettings, db: Path | None, *, full: bool, announce: bool, send: bool = False
+) -> None:
     """Sync now and then whenever chat.db changes or the poll interval passes, until stopped.
 
-    With `announce` (the foreground `sync`), each sync that sent something prints a summary.
+    With `announce` (the foreground `sync`), each sync that sent something prints a summary;
+    with `send` (`run`), the outbox loop runs beside it as its own task.
     """
     path = (db or settings.db_path).expanduser().absolute()
     first = [full]
@@ -200,7 +204,8 @@ def _daemon(settings: AgentSettings, db: Path | None, *, full: bool, announce: b
             on_error=on_error,
         )
         log.info("agent.daemon.started", poll_interval=settings.poll_interval)
-        await daemon.run()
+        outbox = Outbox(settings, path, make_sender(settings), stop=stop, on_sent=daemon.poke)
+        await asyncio.gather(daemon.run(), *([outbox.run()] if send else []))
 
     _run(loop())
 
@@ -230,8 +235,9 @@ def sync(
 def run(
     db: Path | None = typer.Option(None, "--db", help="chat.db to read [default: Messages']."),
 ) -> None:
-    """The background agent (what the LaunchAgent runs): sync on changes and every interval."""
-    _daemon(_settings(quiet=False), db, full=False, announce=False)
+    """The background agent (what the LaunchAgent runs): sync on changes and every interval,
+    and send the replies the owner chose (when the server allows this device to send)."""
+    _daemon(_settings(quiet=False), db, full=False, announce=False, send=True)
 
 
 # -- status -----------------------------------------------------------------------------
