@@ -24,6 +24,7 @@ from convassist.server.models import (
     OutboxStatus,
     ResponseStatus,
 )
+from convassist.server.pagination import encode_cursor
 from tests.conftest import OWNER_PASSWORD
 from tests.support import chats
 
@@ -126,7 +127,6 @@ async def test_lists_waiting_conversations_newest_first_with_last_messages(
     # The waiting message is the newest incoming one at (or before) awaitingReplySince.
     assert first["waitingMessageId"] == str(await _message_id(app, "c3-5"))
     assert first["suggestion"] is None
-    assert first["outbox"] is None
     # The conversations list carries the marker too.
     listed = (await owner_client.get("/api/conversations")).json()["items"]
     marked = {c["id"]: c["awaitingReplySince"] is not None for c in listed}
@@ -222,31 +222,52 @@ async def test_a_generating_suggestion_shows_as_generating_when_the_ml_service_i
     assert suggestion["candidates"] == []
 
 
-async def test_shows_the_reply_queued_since_the_message_arrived(
+async def test_the_first_page_lists_replies_sent_lately_until_a_sync_confirms_them(
     app: Any, owner_client: httpx.AsyncClient, device_client: httpx.AsyncClient
 ) -> None:
     conversation_id = await _chat(device_client, 1)
     await _wait(app, conversation_id, 15)
+    queued = await owner_client.post(
+        "/api/outbox", json={"conversationId": conversation_id, "text": "on my way"}
+    )
+    assert queued.status_code == 201, queued.text
+    now = datetime.now(UTC)
     async with app.state.sessionmaker() as session:
         mac = Device(name="Robin's Mac", hardware_id="HW-1", platform="macOS", os_version="15")
         session.add(mac)
         await session.flush()
-        for minutes, text, device in ((14, "before it", None), (16, "on my way", mac.id)):
+        for age, text, status in (
+            (5, "claimed", OutboxStatus.SENDING),
+            (6, "confirmed", OutboxStatus.CONFIRMED),
+            (45, "long ago", OutboxStatus.FAILED),
+        ):
             session.add(
                 OutboxMessage(
                     conversation_id=uuid.UUID(conversation_id),
                     text=text,
-                    status=OutboxStatus.SENDING,
-                    device_id=device,
-                    created_at=T0 + timedelta(minutes=minutes),
-                    expires_at=T0 + timedelta(minutes=minutes + 10),
+                    status=status,
+                    device_id=mac.id,
+                    created_at=now - timedelta(minutes=age),
+                    expires_at=now - timedelta(minutes=age - 10),
                 )
             )
         await session.commit()
-    outbox = (await owner_client.get("/api/inbox")).json()["items"][0]["outbox"]
-    assert outbox["text"] == "on my way"
-    assert outbox["status"] == "sending"
-    assert outbox["deviceName"] == "Robin's Mac"
+    body = (await owner_client.get("/api/inbox")).json()
+    assert body["items"] == []  # queuing a reply ends the wait
+    sending = body["sending"]
+    assert [(s["text"], s["status"], s["deviceName"]) for s in sending] == [
+        ("on my way", "queued", None),
+        ("claimed", "sending", "Robin's Mac"),
+    ]
+    assert sending[0]["conversation"]["displayName"] == "+15551000001"
+    assert sending[0]["id"] == queued.json()["id"]
+    await _wait(app, conversation_id, 15)
+    later = await owner_client.get("/api/inbox", params={"limit": 1, "cursor": _cursor()})
+    assert later.json()["sending"] == []
+
+
+def _cursor() -> str:
+    return encode_cursor(T0 + timedelta(days=1), uuid.uuid4())
 
 
 async def test_dismiss_empties_the_row_and_retires_its_suggestions(

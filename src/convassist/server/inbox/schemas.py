@@ -23,13 +23,15 @@ class InboxSuggestionOut(APIModel):
     created_at: datetime
 
 
-class InboxOutboxOut(APIModel):
-    """The newest reply queued for the conversation since the waiting message arrived."""
+class InboxSendingOut(APIModel):
+    """A reply the owner queued lately that no sync has confirmed yet."""
 
     id: uuid.UUID
+    conversation: ConversationOut
     status: OutboxStatus
     text: str
     device_name: str | None = Field(description="The device that claimed (or sent) it.")
+    error: str | None
     created_at: datetime
     expires_at: datetime
 
@@ -44,12 +46,15 @@ class InboxItemOut(APIModel):
     suggestion: InboxSuggestionOut | None = Field(
         description="The newest suggestion for the waiting message that is not retired."
     )
-    outbox: InboxOutboxOut | None
 
 
 class InboxPage(APIModel):
     items: list[InboxItemOut] = Field(description="Newest waiting first.")
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at end.")
+    sending: list[InboxSendingOut] = Field(
+        description="On the first page: replies queued in the last 30 minutes that no sync has "
+        "confirmed yet (queued, sending, sent, failed or expired), newest first."
+    )
 
 
 class DismissOut(APIModel):

@@ -3,8 +3,9 @@
 A conversation waits while `Conversation.awaiting_reply_since` is set (sync keeps it).
 A page costs a fixed number of queries, whatever its size: the conversations (with each
 one's waiting message and the cut-off of its last few messages, as scalar subqueries),
-their participants, their last messages, the waiting messages' suggestions and the outbox
-entries queued since. Newest waiting first, keyset-paginated by (awaiting_reply_since, id).
+their participants, their last messages and the waiting messages' suggestions; the first
+page also lists the replies queued lately that no sync has confirmed yet. Newest waiting
+first, keyset-paginated by (awaiting_reply_since, id).
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, Row, and_, func, or_, select, true, tuple_, update
+from sqlalchemy import ColumnElement, Row, and_, or_, select, true, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from convassist.core.errors import NotFound
@@ -24,8 +25,8 @@ from convassist.server.conversations.service import conversation_views
 from convassist.server.inbox.schemas import (
     DismissOut,
     InboxItemOut,
-    InboxOutboxOut,
     InboxPage,
+    InboxSendingOut,
     InboxSuggestionOut,
 )
 from convassist.server.ml_client import MLClient
@@ -37,9 +38,11 @@ from convassist.server.models import (
     GeneratedResponse,
     Message,
     OutboxMessage,
+    OutboxStatus,
     ResponseStatus,
     utcnow,
 )
+from convassist.server.outbox import service as outbox
 from convassist.server.pagination import decode_timed_cursor, encode_cursor
 from convassist.server.responses import service as responses
 from convassist.server.responses.schemas import CandidateOut
@@ -48,6 +51,9 @@ log = get_logger(__name__)
 
 LAST_MESSAGES = 4
 """How many of a conversation's newest messages an inbox item shows."""
+SENDING_WINDOW = timedelta(minutes=30)
+SENDING_SHOWN = 10
+"""The inbox shows at most this many of the replies queued within SENDING_WINDOW."""
 NO_REPLY_NEEDED = "no_reply_needed"
 """The rejection reason of ready suggestions the owner dismissed with "no reply needed"."""
 
@@ -135,45 +141,37 @@ def _message_out(message: Message, sender_name: str | None) -> MessageOut:
     )
 
 
-async def _outbox(
-    session: AsyncSession, conversation_ids: list[uuid.UUID]
-) -> dict[uuid.UUID, InboxOutboxOut]:
-    """Each conversation's newest outbox entry queued since its message began waiting."""
-    if not conversation_ids:
-        return {}
-    ranked = (
-        select(
-            OutboxMessage.id,
-            func.row_number()
-            .over(
-                partition_by=OutboxMessage.conversation_id,
-                order_by=(OutboxMessage.created_at.desc(), OutboxMessage.id.desc()),
+async def _sending(session: AsyncSession) -> list[InboxSendingOut]:
+    """Replies queued within SENDING_WINDOW that no sync has confirmed, newest first."""
+    await outbox.expire_stale(session)
+    rows = (
+        await session.execute(
+            select(OutboxMessage, Conversation, Device.name)
+            .join(Conversation, Conversation.id == OutboxMessage.conversation_id)
+            .outerjoin(Device, Device.id == OutboxMessage.device_id)
+            .where(
+                OutboxMessage.status != OutboxStatus.CONFIRMED,
+                OutboxMessage.created_at >= utcnow() - SENDING_WINDOW,
             )
-            .label("rank"),
+            .order_by(OutboxMessage.created_at.desc(), OutboxMessage.id.desc())
+            .limit(SENDING_SHOWN)
         )
-        .join(Conversation, Conversation.id == OutboxMessage.conversation_id)
-        .where(
-            OutboxMessage.conversation_id.in_(conversation_ids),
-            OutboxMessage.created_at >= Conversation.awaiting_reply_since,
-        )
-        .subquery()
-    )
-    rows = await session.execute(
-        select(OutboxMessage, Device.name)
-        .join(ranked, (ranked.c.id == OutboxMessage.id) & (ranked.c.rank == 1))
-        .outerjoin(Device, Device.id == OutboxMessage.device_id)
-    )
-    return {
-        entry.conversation_id: InboxOutboxOut(
+    ).all()
+    unique = list({conversation.id: conversation for _, conversation, _ in rows}.values())
+    views = {view.id: view for view in await conversation_views(session, unique)}
+    return [
+        InboxSendingOut(
             id=entry.id,
+            conversation=views[entry.conversation_id],
             status=entry.status,
             text=entry.text,
             device_name=device_name,
+            error=entry.error,
             created_at=entry.created_at,
             expires_at=entry.expires_at,
         )
-        for entry, device_name in rows
-    }
+        for entry, _, device_name in rows
+    ]
 
 
 def _suggestion_out(view: responses.ResponseView) -> InboxSuggestionOut:
@@ -197,7 +195,6 @@ async def _items(
     views = await conversation_views(session, conversations)
     messages = await _last_messages(session, {c.id: cutoff for c, cutoff, _ in rows})
     waiting = [message_id for _, _, message_id in rows if message_id is not None]
-    outbox = await _outbox(session, [c.id for c in conversations])
     suggestions = await responses.current(session, ml, waiting)
     items = []
     for (conversation, _, message_id), view in zip(rows, views, strict=True):
@@ -210,7 +207,6 @@ async def _items(
                 waiting_message_id=message_id,
                 messages=messages.get(conversation.id, []),
                 suggestion=_suggestion_out(suggestion) if suggestion else None,
-                outbox=outbox.get(conversation.id),
             )
         )
     return items
@@ -230,7 +226,8 @@ async def list_inbox(
         items = items[:limit]
         last = items[-1]
         next_cursor = encode_cursor(last.awaiting_reply_since, last.conversation.id)
-    return InboxPage(items=items, next_cursor=next_cursor)
+    sending = [] if cursor else await _sending(session)
+    return InboxPage(items=items, next_cursor=next_cursor, sending=sending)
 
 
 async def get_item(
