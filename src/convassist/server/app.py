@@ -19,6 +19,7 @@ from convassist.server.health import router as health_router
 from convassist.server.inbox.router import router as inbox_router
 from convassist.server.measures.router import router as measures_router
 from convassist.server.ml_client import MLClient
+from convassist.server.outbox.router import device_router as outbox_device_router
 from convassist.server.outbox.router import router as outbox_router
 from convassist.server.reconciler import Reconciler
 from convassist.server.responses.router import router as responses_router
@@ -67,6 +68,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         auth_router,
         devices_router,
         sync_router,
+        outbox_device_router,
         conversations_router,
         inbox_router,
         responses_router,

@@ -13,6 +13,7 @@ from convassist.server.devices import service
 from convassist.server.devices.schemas import (
     ApproveRequest,
     DeviceOut,
+    DeviceUpdate,
     RegisterRequest,
     RegisterResponse,
     TokenResponse,
@@ -79,6 +80,16 @@ async def verify(
 @router.get("", response_model=list[DeviceOut])
 async def list_devices(_: OwnerDep, session: SessionDep) -> list[DeviceOut]:
     return [device_out(d) for d in await service.list_devices(session)]
+
+
+@router.patch("/{device_id}", response_model=DeviceOut, responses=error_responses(404, 409))
+async def update_device(
+    device_id: uuid.UUID, body: DeviceUpdate, _: OwnerDep, session: SessionDep
+) -> DeviceOut:
+    """Allow (`maySend: true`) or stop a device sending replies from the outbox (off by default).
+
+    Stopping also fails what it was sending, so no other device sends it."""
+    return device_out(await service.set_may_send(session, device_id, body.may_send))
 
 
 @router.post("/{device_id}/deactivate", response_model=DeviceOut, responses=error_responses(404))

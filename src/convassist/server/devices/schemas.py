@@ -41,6 +41,10 @@ class TokenResponse(APIModel):
     expires_at: datetime
 
 
+class DeviceUpdate(RequestModel):
+    may_send: bool = Field(description="Allow this device to send replies from the outbox.")
+
+
 class DeviceOut(APIModel):
     id: uuid.UUID
     name: str
@@ -57,5 +61,6 @@ class DeviceOut(APIModel):
     code_expires_at: datetime | None
     last_sync_at: datetime | None
     messages_synced: int
+    may_send: bool = Field(description="Whether the owner allows it to send replies.")
     created_at: datetime
     updated_at: datetime

@@ -20,6 +20,7 @@ from convassist.core.security import hash_code, issue_token, new_verification_co
 from convassist.server import throttle
 from convassist.server.devices.schemas import RegisterRequest
 from convassist.server.models import Device, utcnow
+from convassist.server.outbox.service import REVOKED, SEND_OFF, abandon_device
 
 log = get_logger(__name__)
 
@@ -226,5 +227,22 @@ async def deactivate(session: AsyncSession, device_id: uuid.UUID) -> Device:
     device.code_expires_at = None
     device.approved_at = None
     device.pending_name = device.pending_platform = device.pending_os_version = None
+    await session.flush()
+    await abandon_device(session, device.id, reason=REVOKED)
     log.info("device_deactivated", device_id=str(device.id))
+    return device
+
+
+async def set_may_send(session: AsyncSession, device_id: uuid.UUID, may_send: bool) -> Device:
+    """Allow or stop the device's sending; what it was sending goes to no one else."""
+    device = await session.get(Device, device_id, with_for_update=True)
+    if device is None:
+        raise NotFound("No such device.")
+    if may_send and not (device.verified and device.is_active):
+        raise Conflict("Only an active device can send replies.", code="device_inactive")
+    device.may_send = may_send
+    await session.flush()
+    if not may_send:
+        await abandon_device(session, device.id, reason=SEND_OFF)
+    log.info("device_may_send", device_id=str(device.id), may_send=may_send)
     return device

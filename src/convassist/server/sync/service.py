@@ -42,6 +42,7 @@ from convassist.server.models import (
     Direction,
     utcnow,
 )
+from convassist.server.outbox.delivery import confirm_sent
 from convassist.server.sync.schemas import (
     MAX_CONTACTS,
     ConversationSyncState,
@@ -165,6 +166,10 @@ async def sync_messages(
             skipped += len(new) - inserted
         message_count, last_message_at = await _refresh_conversation(
             session, conversation_id, inserted, now
+        )
+        # The outbox's sends that this batch shows in chat.db become confirmed.
+        await confirm_sent(
+            session, conversation_id, [m for m in to_write if m.imessage_guid not in stored]
         )
     await session.execute(
         update(DEVICES)
