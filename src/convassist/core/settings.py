@@ -151,6 +151,23 @@ class ServerSettings(CommonSettings):
         gt=0,
         description="Most messages accepted in one sync request.",
     )
+    auto_suggest: bool = Field(
+        True,
+        validation_alias="CONVASSIST_AUTO_SUGGEST",
+        description="Queue suggestions for a message that waits on the owner's reply, as it syncs.",
+    )
+    suggest_groups: Literal["never", "participating", "always"] = Field(
+        "participating",
+        validation_alias="CONVASSIST_SUGGEST_GROUPS",
+        description="Group chats that wait on a reply: never, participating (the owner has "
+        "written in them), always.",
+    )
+    suggest_max_age_hours: float = Field(
+        24.0,
+        validation_alias="CONVASSIST_SUGGEST_MAX_AGE_HOURS",
+        gt=0,
+        description="Messages older than this when they sync (history) never wait on a reply.",
+    )
     outbox_expiry_seconds: float = Field(
         600.0,
         validation_alias="CONVASSIST_OUTBOX_EXPIRY_SECONDS",

@@ -23,6 +23,8 @@ from convassist.server.outbox.router import device_router as outbox_device_route
 from convassist.server.outbox.router import router as outbox_router
 from convassist.server.reconciler import Reconciler
 from convassist.server.responses.router import router as responses_router
+from convassist.server.suggest.gate import SuggestPolicy
+from convassist.server.suggest.service import Suggester
 from convassist.server.sync.router import router as sync_router
 from convassist.server.training.router import router as training_router
 from convassist.server.web import install as install_web
@@ -37,11 +39,14 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
 
     sessionmaker = create_sessionmaker(engine)
     reconciler = Reconciler(sessionmaker, ml_client)
+    suggester = Suggester(sessionmaker, ml_client, SuggestPolicy.from_settings(settings))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         reconciler.start()
+        suggester.start()
         yield
+        await suggester.stop()
         await reconciler.stop()
         await ml_client.aclose()
         await engine.dispose()
@@ -58,6 +63,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.sessionmaker = sessionmaker
     app.state.reconciler = reconciler
+    app.state.suggester = suggester
     app.state.jwt_secret = settings.jwt_secret()
     app.state.ml_client = ml_client
 

@@ -62,8 +62,12 @@ def _ml_request(body: GenerateRequest, prompt: str) -> ml_schemas.GenerateReques
     )
 
 
-async def generate(session: AsyncSession, ml: MLClient, body: GenerateRequest) -> ResponseView:
-    """Suggest replies to an incoming message; sync waits for them, async returns at once."""
+async def generate(
+    session: AsyncSession, ml: MLClient, body: GenerateRequest, *, auto: bool = False
+) -> ResponseView:
+    """Suggest replies to an incoming message; sync waits for them, async returns at once.
+
+    `auto`: queued by the server for a waiting message (`suggest.service`), not the owner."""
     message = await session.get(Message, body.message_id)
     if message is None:
         raise NotFound("No such message.", code="message_not_found")
@@ -78,6 +82,7 @@ async def generate(session: AsyncSession, ml: MLClient, body: GenerateRequest) -
         prompt=context.prompt,
         status=ResponseStatus.GENERATING,
         candidates=[],
+        auto=auto,
     )
     session.add(row)
     request = _ml_request(body, context.prompt)
@@ -97,6 +102,7 @@ async def generate(session: AsyncSession, ml: MLClient, body: GenerateRequest) -
         response_id=str(row.id),
         message_id=str(message.id),
         mode="async" if body.run_async else "sync",
+        auto=auto,
         candidates=len(row.candidates),
     )
     return ResponseView(row, message.conversation_id)

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
 from convassist.core.errors import AppError, BadRequest
 from convassist.core.openapi import error_responses
 from convassist.server.deps import DeviceDep, SessionDep, SettingsDep
+from convassist.server.suggest.service import Suggester
 from convassist.server.sync import service
 from convassist.server.sync.schemas import (
     SyncContactsRequest,
@@ -88,11 +89,21 @@ async def parse_body(request: Request, model: type[BodyT]) -> BodyT:
     responses=error_responses(415),
 )
 async def sync_messages(
-    request: Request, device: DeviceDep, session: SessionDep, settings: SettingsDep
+    request: Request,
+    device: DeviceDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    background: BackgroundTasks,
 ) -> SyncMessagesResponse:
     """Upsert one batch of one conversation's messages (idempotent; dedupe by guid)."""
     body = await parse_body(request, SyncMessagesRequest)
-    result = await service.sync_messages(session, device, body, max_batch=settings.sync_max_batch)
+    suggester: Suggester = request.app.state.suggester
+    result = await service.sync_messages(
+        session, device, body, max_batch=settings.sync_max_batch, policy=suggester.policy
+    )
+    if result.waiting_message_id is not None:
+        # Runs once the response is sent, so after the session committed the batch.
+        background.add_task(suggester.notify, result.conversation_id)
     return SyncMessagesResponse(
         inserted=result.inserted,
         updated=result.updated,

@@ -13,7 +13,10 @@ One sync request is one transaction (the statements are in `upserts`):
    as one JSON parameter; SQLite: multi-row VALUES), in guid order so that concurrent
    writers lock rows in the same order; its row count confirms the classification;
 5. bump the conversation's `message_count` by what was inserted and recompute
-   `last_message_at` from the (conversation_id, sent_at) index; stamp the device.
+   `last_message_at` from the (conversation_id, sent_at) index; stamp the device;
+6. keep which message waits on the owner's reply (`suggest.waiting`: the inbox's column,
+   retired suggestions, replied samples); the router hands a newly waiting one to the
+   `Suggester` once this transaction has committed.
 
 The unique constraint on `imessage_guid` is what makes duplicates impossible; the
 classification only feeds the counts (and is re-checked when another conversation's batch
@@ -43,6 +46,8 @@ from convassist.server.models import (
     utcnow,
 )
 from convassist.server.outbox.delivery import confirm_sent
+from convassist.server.suggest.gate import SuggestPolicy
+from convassist.server.suggest.waiting import refresh as refresh_waiting
 from convassist.server.sync.schemas import (
     MAX_CONTACTS,
     ConversationSyncState,
@@ -81,6 +86,8 @@ class MessageSyncResult:
     skipped: int
     message_count: int
     last_message_at: datetime | None
+    waiting_message_id: uuid.UUID | None = None
+    """A message that waits on the owner's reply because of this batch (`suggest.waiting`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +111,12 @@ def _too_large(what: str, count: int, limit: int) -> PayloadTooLarge:
 
 
 async def sync_messages(
-    session: AsyncSession, device: Device, body: SyncMessagesRequest, *, max_batch: int
+    session: AsyncSession,
+    device: Device,
+    body: SyncMessagesRequest,
+    *,
+    max_batch: int,
+    policy: SuggestPolicy = SuggestPolicy(),
 ) -> MessageSyncResult:
     """Store one batch of one conversation's messages; see the module docstring."""
     if len(body.messages) > max_batch:
@@ -141,6 +153,7 @@ async def sync_messages(
         to_write.append(message)
 
     inserted = updated = 0
+    waiting: uuid.UUID | None = None
     if to_write:
         written = await write_messages(
             session, to_write, conversation_id=conversation_id, device_id=device.id, now=now
@@ -166,6 +179,14 @@ async def sync_messages(
             skipped += len(new) - inserted
         message_count, last_message_at = await _refresh_conversation(
             session, conversation_id, inserted, now
+        )
+        waiting = await refresh_waiting(
+            session,
+            conversation_id,
+            is_group=body.is_group,
+            new=[m for m in to_write if m.imessage_guid not in stored],
+            policy=policy,
+            now=now,
         )
         # The outbox's sends that this batch shows in chat.db become confirmed.
         await confirm_sent(
@@ -198,6 +219,7 @@ async def sync_messages(
         skipped=skipped,
         message_count=message_count,
         last_message_at=last_message_at,
+        waiting_message_id=waiting,
     )
 
 

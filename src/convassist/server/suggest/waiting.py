@@ -1,0 +1,235 @@
+"""Which message waits on the owner's reply: `Conversation.awaiting_reply_since`, kept by sync.
+
+After a batch is stored, in the sync's transaction, `refresh` walks the conversation's newest
+messages (reactions left out) from the (conversation_id, sent_at, id) index:
+
+- an outgoing message first: the owner replied, nothing waits (NULL);
+- an incoming one that passes the gate first: it waits, but the column is set only when this
+  batch inserted it and it is recent (`SuggestPolicy.max_age`). A message known before keeps
+  the column as it is, so a dismissed conversation stays dismissed on a re-sync, and history
+  never fills the inbox;
+- neither within `WALK` messages: nothing waits.
+
+It also settles the suggestions a batch makes moot: a newer waiting message retires those of
+older messages, and an outgoing message the batch inserted retires those it answered. When
+that reply beat a pending automatic suggestion, and it is not an outbox entry's own text
+(the outbox makes its own sample), the reply becomes a `replied` training sample.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import exists, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from convassist.core.logging import get_logger
+from convassist.server.models import (
+    Conversation,
+    Direction,
+    GeneratedResponse,
+    Message,
+    MessageType,
+    OutboxMessage,
+    OutboxStatus,
+    ResponseStatus,
+    SampleSource,
+    TrainingSample,
+)
+from convassist.server.suggest.gate import Skip, SuggestPolicy, check
+from convassist.server.sync.schemas import SyncMessage
+
+log = get_logger(__name__)
+
+WALK = 20
+"""How many of the newest messages to look at for the waiting one."""
+REPLIED_QUALITY = 1.0
+# Outbox entries whose text, seen in a sync, is the outbox's send (not a reply from the phone).
+OUTBOX_LIVE = (OutboxStatus.QUEUED, OutboxStatus.SENDING, OutboxStatus.SENT, OutboxStatus.CONFIRMED)
+# Suggestions that are still on offer (not acted on): a reply from the phone beats them.
+ON_OFFER = (ResponseStatus.GENERATING, ResponseStatus.COMPLETED)
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    id: uuid.UUID
+    message_id: uuid.UUID
+    message_sent_at: datetime
+    prompt: str
+    auto: bool
+    status: ResponseStatus
+
+
+async def refresh(
+    session: AsyncSession,
+    conversation_id: uuid.UUID,
+    *,
+    is_group: bool,
+    new: Sequence[SyncMessage],
+    policy: SuggestPolicy,
+    now: datetime,
+) -> uuid.UUID | None:
+    """Keep the conversation's waiting state after a batch; the id of a message that waits
+    because of this batch (to queue suggestions for), else None. See the module docstring."""
+    target, replied = await _newest_waiting(session, conversation_id, is_group, policy)
+    conversations = update(Conversation).where(Conversation.id == conversation_id)
+    newly: Message | None = None
+    if target is None:
+        await session.execute(
+            conversations.where(Conversation.awaiting_reply_since.is_not(None)).values(
+                awaiting_reply_since=None
+            )
+        )
+    elif target.imessage_guid in {m.imessage_guid for m in new} and policy.fresh(
+        target.sent_at, now
+    ):
+        newly = target
+        await session.execute(conversations.values(awaiting_reply_since=target.sent_at))
+    replies = sorted(
+        (
+            m
+            for m in new
+            if m.direction is Direction.OUTGOING and m.message_type is not MessageType.REACTION
+        ),
+        key=lambda m: m.sent_at,
+    )
+    if newly is not None or replies:
+        await _settle_suggestions(session, conversation_id, newly, replies, now)
+    if newly is not None or replied:
+        log.info(
+            "waiting_changed",
+            conversation_id=str(conversation_id),
+            waiting_message_id=str(newly.id) if newly else None,
+        )
+    return newly.id if newly is not None else None
+
+
+async def _newest_waiting(
+    session: AsyncSession, conversation_id: uuid.UUID, is_group: bool, policy: SuggestPolicy
+) -> tuple[Message | None, bool]:
+    """(the newest incoming message that passes the gate with no outgoing one after it,
+    whether an outgoing message came first)."""
+    rows = (
+        await session.execute(
+            select(Message)
+            .where(
+                Message.conversation_id == conversation_id,
+                Message.message_type != MessageType.REACTION,
+            )
+            .order_by(Message.sent_at.desc(), Message.id.desc())
+            .limit(WALK)
+        )
+    ).scalars()
+    participates: bool | None = None
+    for row in rows:
+        if row.direction is Direction.OUTGOING:
+            return None, True
+        reason = check(row, is_group=is_group, owner_participates=True, policy=policy)
+        if reason is None and is_group and policy.groups == "participating":
+            if participates is None:
+                participates = await _owner_writes(session, conversation_id)
+            if not participates:
+                reason = Skip.GROUP_NOT_PARTICIPATING
+        if reason is None:
+            return row, False
+    return None, False
+
+
+async def _owner_writes(session: AsyncSession, conversation_id: uuid.UUID) -> bool:
+    """Whether the owner has ever written in the conversation (takes part in the group)."""
+    query = select(
+        exists().where(
+            Message.conversation_id == conversation_id,
+            Message.direction == Direction.OUTGOING,
+        )
+    )
+    return bool((await session.execute(query)).scalar())
+
+
+async def _settle_suggestions(
+    session: AsyncSession,
+    conversation_id: uuid.UUID,
+    newly: Message | None,
+    replies: Sequence[SyncMessage],
+    now: datetime,
+) -> None:
+    """Retire the suggestions this batch made moot; a reply that beat one becomes a sample."""
+    pending = await _pending(session, conversation_id)
+    retire: set[uuid.UUID] = set()
+    outbox: list[tuple[str, str | None]] | None = None
+    used: set[str] = set()
+    for suggestion in sorted(pending, key=lambda p: p.message_sent_at, reverse=True):
+        if (
+            newly is not None
+            and suggestion.message_id != newly.id
+            and suggestion.message_sent_at <= newly.sent_at
+        ):
+            retire.add(suggestion.id)
+        reply = next((r for r in replies if r.sent_at > suggestion.message_sent_at), None)
+        if reply is None:
+            continue
+        retire.add(suggestion.id)
+        text = (reply.text or "").strip()
+        if not (suggestion.auto and suggestion.status in ON_OFFER and text):
+            continue
+        if reply.imessage_guid in used:
+            continue
+        used.add(reply.imessage_guid)
+        if outbox is None:
+            outbox = await _outbox_sends(session, conversation_id)
+        if any(guid == reply.imessage_guid or sent == text for sent, guid in outbox):
+            continue
+        session.add(
+            TrainingSample(
+                input_context=suggestion.prompt,
+                expected_output=text,
+                source=SampleSource.REPLIED,
+                quality=REPLIED_QUALITY,
+                response_id=suggestion.id,
+                conversation_id=conversation_id,
+            )
+        )
+        log.info("replied_sample", response_id=str(suggestion.id))
+    if retire:
+        await session.execute(
+            update(GeneratedResponse)
+            .where(GeneratedResponse.id.in_(retire), GeneratedResponse.retired_at.is_(None))
+            .values(retired_at=now)
+            .execution_options(synchronize_session=False)
+        )
+
+
+async def _pending(session: AsyncSession, conversation_id: uuid.UUID) -> list[_Pending]:
+    """The conversation's suggestions not yet retired."""
+    rows = await session.execute(
+        select(
+            GeneratedResponse.id,
+            GeneratedResponse.message_id,
+            Message.sent_at,
+            GeneratedResponse.prompt,
+            GeneratedResponse.auto,
+            GeneratedResponse.status,
+        )
+        .join(Message, Message.id == GeneratedResponse.message_id)
+        .where(
+            Message.conversation_id == conversation_id,
+            GeneratedResponse.retired_at.is_(None),
+        )
+    )
+    return [_Pending(*row) for row in rows]
+
+
+async def _outbox_sends(
+    session: AsyncSession, conversation_id: uuid.UUID
+) -> list[tuple[str, str | None]]:
+    """(stripped text, message guid) of the conversation's outbox entries sent or on the way."""
+    rows = await session.execute(
+        select(OutboxMessage.text, OutboxMessage.message_guid).where(
+            OutboxMessage.conversation_id == conversation_id,
+            OutboxMessage.status.in_(OUTBOX_LIVE),
+        )
+    )
+    return [(text.strip(), guid) for text, guid in rows]
