@@ -14,6 +14,22 @@ class ParticipantOut(APIModel):
     display_name: str | None = Field(description="The contact's name for this handle, if known.")
 
 
+class TextSpan(APIModel):
+    start: int
+    end: int = Field(description="Exclusive.")
+
+
+class MessageMatchOut(APIModel):
+    """The newest message of a conversation whose text matches the search."""
+
+    message_id: uuid.UUID
+    sent_at: datetime
+    excerpt: str = Field(description="About 140 characters of its text around the first match.")
+    highlights: list[TextSpan] = Field(
+        description="Where the searched words are in `excerpt` (character offsets)."
+    )
+
+
 class ConversationOut(APIModel):
     id: uuid.UUID
     imessage_id: str = Field(description="The chat guid from chat.db.")
@@ -27,6 +43,10 @@ class ConversationOut(APIModel):
     service: str | None
     awaiting_reply_since: datetime | None = Field(
         description="When the message waiting for your reply arrived; null when none waits."
+    )
+    match: MessageMatchOut | None = Field(
+        default=None,
+        description="With `q`: the newest message matching it; null when only the name matched.",
     )
 
 

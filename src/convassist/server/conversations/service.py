@@ -12,18 +12,23 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, or_, select
+from sqlalchemy import ColumnElement, Select, and_, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from convassist.core.errors import NotFound
 from convassist.core.prompt import ChatLine, clean_text, render_prompt
+from convassist.server.conversations import search
+from convassist.server.conversations.excerpt import excerpt
 from convassist.server.conversations.schemas import (
     ConversationOut,
     ConversationPage,
+    MessageMatchOut,
     MessageOut,
     MessagePage,
     ParticipantOut,
+    TextSpan,
 )
 from convassist.server.models import (
     Contact,
@@ -107,9 +112,20 @@ def _search(q: str) -> ColumnElement[bool]:
 async def list_conversations(
     session: AsyncSession, *, q: str | None, limit: int, cursor: str | None
 ) -> ConversationPage:
-    stmt = select(Conversation)
-    if q and q.strip():
-        stmt = stmt.where(_search(q.strip()))
+    """Newest first; with `q`, those whose name, handles or contact names contain it, or
+    that have a message matching its words (see `search`), each with its newest match."""
+    query = (q or "").strip()
+    matches = search.newest_matches(session.get_bind().dialect.name, query)
+    stmt: Select[Any] = select(Conversation)
+    if matches is not None:
+        stmt = (
+            select(Conversation, matches.c.message_id, matches.c.sent_at, Message.text)
+            .outerjoin(matches, matches.c.conversation_id == Conversation.id)
+            .outerjoin(Message, Message.id == matches.c.message_id)
+            .where(or_(_search(query), matches.c.conversation_id.is_not(None)))
+        )
+    elif query:
+        stmt = stmt.where(_search(query))
     if cursor:
         at, after_id = decode_cursor(cursor)
         if at is None:
@@ -125,15 +141,36 @@ async def list_conversations(
     stmt = stmt.order_by(
         Conversation.last_message_at.desc().nulls_last(), Conversation.id.desc()
     ).limit(limit + 1)
-    conversations = list((await session.execute(stmt)).scalars())
+    rows = [tuple(row) for row in await session.execute(stmt)]
+    conversations = [row[0] for row in rows]
     next_cursor = None
     if len(conversations) > limit:
-        conversations = conversations[:limit]
+        conversations, rows = conversations[:limit], rows[:limit]
         last = conversations[-1]
         next_cursor = encode_cursor(last.last_message_at, last.id)
     return ConversationPage(
-        items=await conversation_views(session, conversations), next_cursor=next_cursor
+        items=[
+            _with_match(view, row, query)
+            for view, row in zip(
+                await conversation_views(session, conversations), rows, strict=True
+            )
+        ],
+        next_cursor=next_cursor,
     )
+
+
+def _with_match(view: ConversationOut, row: tuple[Any, ...], q: str) -> ConversationOut:
+    """The view with the matching message of its row (conversation, id, sent_at, text)."""
+    if len(row) < 4 or row[1] is None:
+        return view
+    text, spans = excerpt(row[3] or "", q)
+    view.match = MessageMatchOut(
+        message_id=row[1],
+        sent_at=row[2],
+        excerpt=text,
+        highlights=[TextSpan(start=start, end=end) for start, end in spans],
+    )
+    return view
 
 
 async def _get(session: AsyncSession, conversation_id: uuid.UUID) -> Conversation:
