@@ -70,7 +70,7 @@ class Chart:
     ticks: list[Tick]
 
 
-def _nice_step(top: float) -> float:
+def nice_step(top: float) -> float:
     raw = top / 4
     magnitude = 10 ** math.floor(math.log10(raw))
     return float(next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw))
@@ -86,7 +86,7 @@ def perplexity_chart(jobs: Sequence[TrainingJob], clock: Clock) -> Chart | None:
     points = list(reversed(points[:MAX_JOBS]))
     if not points:
         return None
-    step = _nice_step(max(max(b, a) for _, b, a in points) * 1.05)
+    step = nice_step(max(max(b, a) for _, b, a in points) * 1.05)
     top = step * 4
     plot_height = HEIGHT - TOP - BOTTOM
     baseline = TOP + plot_height

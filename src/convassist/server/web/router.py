@@ -10,6 +10,8 @@ from convassist.server.web import (
     auth,
     conversations,
     devices,
+    inbox,
+    online,
     setup,
     status,
     suggestions,
@@ -17,5 +19,16 @@ from convassist.server.web import (
 )
 
 router = APIRouter(include_in_schema=False)
-for module in (auth, setup, devices, conversations, suggestions, training, adapters, status):
+for module in (
+    inbox,
+    auth,
+    setup,
+    devices,
+    conversations,
+    suggestions,
+    training,
+    adapters,
+    online,
+    status,
+):
     router.include_router(module.router)
