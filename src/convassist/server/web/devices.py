@@ -1,4 +1,5 @@
-"""Devices: approve a registering Mac by its code, see and deactivate verified devices."""
+"""Devices: approve a registering Mac by its code, see and deactivate verified devices,
+allow each to send replies, and see what each sent last."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from convassist.core.errors import AppError
 from convassist.server.deps import SessionDep
 from convassist.server.devices import service
 from convassist.server.devices.schemas import ApproveRequest
-from convassist.server.models import Device
+from convassist.server.models import Device, OutboxMessage
+from convassist.server.outbox.service import recent_by_device
 from convassist.server.web.deps import FormViewer, PageViewer, Viewer, is_htmx
 from convassist.server.web.errors import attempt
 from convassist.server.web.render import render, triggers
@@ -47,17 +49,25 @@ def _server_url(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
+async def _lists(session: SessionDep) -> dict[str, Any]:
+    """The device lists' context: the groups, and the last replies each device sent."""
+    groups = group(await service.list_devices(session))
+    sent: dict[uuid.UUID, list[OutboxMessage]] = await recent_by_device(
+        session, [d.id for d in groups.verified]
+    )
+    return {"groups": groups, "sent": sent}
+
+
 async def _page(
     request: Request, viewer: Viewer, session: SessionDep, status_code: int = 200, **box: Any
 ) -> Response:
-    groups = group(await service.list_devices(session))
     return render(
         request,
         viewer,
         "devices.html",
         status_code=status_code,
         nav="devices",
-        groups=groups,
+        **await _lists(session),
         server_url=_server_url(request),
         box={"code": "", "error": None, "approved": None, **box},
     )
@@ -71,12 +81,11 @@ async def devices_page(request: Request, viewer: PageViewer, session: SessionDep
 @router.get("/devices/lists")
 async def device_lists(request: Request, viewer: PageViewer, session: SessionDep) -> Response:
     """The pending and verified lists (the page polls this every few seconds)."""
-    groups = group(await service.list_devices(session))
     return render(
         request,
         viewer,
         "partials/device_lists.html",
-        groups=groups,
+        **await _lists(session),
         server_url=_server_url(request),
     )
 
@@ -132,6 +141,33 @@ async def deactivate(
         headers=triggers(
             toast=f"{device.name} is deactivated. Its agent can no longer sync or sign in."
         ),
-        groups=group(await service.list_devices(session)),
+        **await _lists(session),
+        server_url=_server_url(request),
+    )
+
+
+@router.post("/devices/{device_id}/may-send")
+async def may_send(
+    device_id: uuid.UUID,
+    request: Request,
+    viewer: FormViewer,
+    session: SessionDep,
+    allow: Annotated[bool, Form(alias="may_send")],
+) -> Response:
+    """The "May send replies" switch: allow or stop this device sending from the outbox."""
+    device = await service.set_may_send(session, device_id, allow)
+    if not is_htmx(request):
+        return await _page(request, viewer, session)
+    toast = (
+        f"{device.name} may now send the replies you choose."
+        if allow
+        else f"{device.name} no longer sends replies."
+    )
+    return render(
+        request,
+        viewer,
+        "partials/device_lists.html",
+        headers=triggers(toast=toast),
+        **await _lists(session),
         server_url=_server_url(request),
     )
