@@ -13,6 +13,7 @@ import sqlite3
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from tests.support.shared import SHARED_DIR
@@ -375,3 +376,31 @@ def _clean(text: str) -> str | None:
     pieces = [p.strip() for p in text.replace("\ufffd", "\ufffc").split("\ufffc")]
     joined = "\n".join(p for p in pieces if p)
     return joined or None
+
+
+def write_sent_row(path: Path, chat_guid: str, text: str, when: datetime | None = None) -> str:
+    """What Messages writes when it sends `text` from this Mac into the chat `chat_guid`:
+    an outgoing row (`is_from_me`, dated `when`, default now) joined to the chat; its guid."""
+    sent = when or datetime.now(UTC)
+    date = int((sent - datetime(2001, 1, 1, tzinfo=UTC)).total_seconds() * NS)
+    conn = sqlite3.connect(path)
+    register_apple_functions(conn)
+    try:
+        (chat_rowid,) = conn.execute(
+            "SELECT ROWID FROM chat WHERE guid = ?", (chat_guid,)
+        ).fetchone()
+        guid = str(uuid.uuid4()).upper()
+        cursor = conn.execute(
+            "INSERT INTO message (guid, text, attributedBody, handle_id, service, date, "
+            "is_from_me, is_sent, is_delivered, account) "
+            "VALUES (?, ?, ?, 0, 'iMessage', ?, 1, 1, 1, 'E:me@example.com')",
+            (guid, text, make_attributed_body(text), date),
+        )
+        conn.execute(
+            "INSERT INTO chat_message_join (chat_id, message_id, message_date) VALUES (?, ?, ?)",
+            (chat_rowid, cursor.lastrowid, date),
+        )
+        conn.commit()
+    finally:
+        conn.close()
+    return guid
