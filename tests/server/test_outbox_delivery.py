@@ -4,6 +4,7 @@ the sync's confirmation, permission and revocation, and the samples that sending
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from datetime import timedelta
@@ -12,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from convassist.core.logging import configure_logging
 from convassist.server.models import OutboxMessage, OutboxStatus, SampleSource, utcnow
 from convassist.server.outbox.service import NO_REPORT, REVOKED
 from tests.support.chats import message, sync
@@ -338,3 +340,47 @@ async def test_the_long_poll_hands_out_what_is_queued_while_it_waits(
         items, outbox_id = await asyncio.gather(_claim(mac, wait=10), queue_later())
         assert [i["id"] for i in items] == [outbox_id]
         assert time.monotonic() - started < 3
+
+
+async def test_sending_logs_no_text(
+    app: Any,
+    client: httpx.AsyncClient,
+    device_client: httpx.AsyncClient,
+    owner_client: httpx.AsyncClient,
+    capsys: pytest.CaptureFixture[str],
+    database_url: str,
+) -> None:
+    if database_url.startswith("sqlite"):
+        pytest.skip("aiosqlite's own DEBUG lines carry SQL parameters (as in test_privacy)")
+    secrets = ["meet me at Zanzibar Lane", "the door code is 918273", "AppleScript said Priya"]
+    conversation, msg = await waiting_message(app, device_client, owner_client, sender=SENDER)
+    response = await suggestion(app, msg, [secrets[0]])
+    _, mac = await sender(app, client, owner_client)
+    root = logging.getLogger()
+    previous = (root.handlers[:], root.level)
+    configure_logging("DEBUG", "json", component="server")
+    try:
+        async with mac:
+            first = await _queue(owner_client, conversation, secrets[0], responseId=response)
+            second = await _queue(owner_client, conversation, secrets[1])
+            await _claim(mac)
+            await mac.post(f"/api/sync/outbox/{first}/result", json={"status": "sent"})
+            await mac.post(
+                f"/api/sync/outbox/{second}/result", json={"status": "failed", "error": secrets[2]}
+            )
+            bad = await owner_client.post(
+                "/api/outbox", json={"conversationId": conversation, "text": secrets[1] * 400}
+            )
+            assert bad.status_code == 422
+            minutes = (utcnow() - AT).total_seconds() / 60
+            await sync(
+                mac, CHAT, [message("o-1", minutes, secrets[0], start=AT)], participants=[SENDER]
+            )
+            await owner_client.get("/api/outbox")
+        log = capsys.readouterr().err + capsys.readouterr().out
+    finally:
+        root.handlers[:], level = previous
+        root.setLevel(level)
+    assert '"event": "outbox_confirmed"' in log and '"event": "outbox_reported"' in log
+    for secret in secrets:
+        assert secret not in log
