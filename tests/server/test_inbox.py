@@ -19,7 +19,6 @@ from convassist.server.models import (
     Conversation,
     Device,
     GeneratedResponse,
-    Message,
     OutboxMessage,
     OutboxStatus,
     ResponseStatus,
@@ -27,6 +26,7 @@ from convassist.server.models import (
 from convassist.server.pagination import encode_cursor
 from tests.conftest import OWNER_PASSWORD
 from tests.support import chats
+from tests.support.inbox import add_suggestion, message_id, set_waiting
 
 pytestmark = pytest.mark.asyncio
 
@@ -47,28 +47,15 @@ async def _chat(device_client: httpx.AsyncClient, n: int, *, lines: int = 6) -> 
 
 
 async def _wait(app: Any, conversation_id: str, minutes: float | None) -> None:
-    """Set the conversation waiting since T0 + minutes (None: not waiting), and forget any
-    suggestion sync may have queued (tests add their own)."""
-    async with app.state.sessionmaker() as session:
-        since = None if minutes is None else T0 + timedelta(minutes=minutes)
-        await session.execute(
-            sa.update(Conversation)
-            .where(Conversation.id == uuid.UUID(conversation_id))
-            .values(awaiting_reply_since=since)
-        )
-        await session.execute(sa.delete(GeneratedResponse))
-        await session.commit()
-
-
-async def _message_id(app: Any, guid: str) -> uuid.UUID:
-    async with app.state.sessionmaker() as session:
-        found = await session.execute(sa.select(Message.id).where(Message.imessage_guid == guid))
-        return found.scalar_one()
+    """Set the conversation waiting since T0 + minutes (None: not waiting)."""
+    await set_waiting(
+        app, conversation_id, None if minutes is None else T0 + timedelta(minutes=minutes)
+    )
 
 
 async def _suggest(
     app: Any,
-    message_id: uuid.UUID,
+    message: uuid.UUID,
     *,
     texts: list[str],
     status: ResponseStatus = ResponseStatus.COMPLETED,
@@ -76,21 +63,15 @@ async def _suggest(
     retired: bool = False,
     job: str | None = None,
 ) -> uuid.UUID:
-    async with app.state.sessionmaker() as session:
-        row = GeneratedResponse(
-            message_id=message_id,
-            prompt="them: hi\nMe:",
-            status=status,
-            candidates=[{"text": t, "confidence": 0.9 - i / 10} for i, t in enumerate(texts)],
-            response=texts[0] if texts else None,
-            auto=True,
-            ml_job_id=job,
-            created_at=T0 + timedelta(minutes=minutes),
-            retired_at=T0 if retired else None,
-        )
-        session.add(row)
-        await session.commit()
-        return row.id
+    return await add_suggestion(
+        app,
+        message,
+        texts=texts,
+        status=status,
+        created_at=T0 + timedelta(minutes=minutes),
+        retired_at=T0 if retired else None,
+        job=job,
+    )
 
 
 @contextmanager
@@ -125,7 +106,7 @@ async def test_lists_waiting_conversations_newest_first_with_last_messages(
     texts = [m["text"] for m in first["messages"]]
     assert texts == [f"line {i} of 3" for i in range(7 - LAST_MESSAGES, 7)]
     # The waiting message is the newest incoming one at (or before) awaitingReplySince.
-    assert first["waitingMessageId"] == str(await _message_id(app, "c3-5"))
+    assert first["waitingMessageId"] == str(await message_id(app, "c3-5"))
     assert first["suggestion"] is None
     # The conversations list carries the marker too.
     listed = (await owner_client.get("/api/conversations")).json()["items"]
@@ -184,8 +165,8 @@ async def test_shows_the_newest_suggestion_that_is_not_retired(
 ) -> None:
     conversation_id = await _chat(device_client, 1)
     await _wait(app, conversation_id, 15)
-    waiting = await _message_id(app, "c1-5")
-    older = await _message_id(app, "c1-3")
+    waiting = await message_id(app, "c1-5")
+    older = await message_id(app, "c1-3")
     await _suggest(app, waiting, texts=["old one"], minutes=1)
     kept = await _suggest(app, waiting, texts=["sure!", "can't today"], minutes=2)
     await _suggest(app, waiting, texts=["retired"], minutes=3, retired=True)
@@ -212,7 +193,7 @@ async def test_a_generating_suggestion_shows_as_generating_when_the_ml_service_i
     await _wait(app, conversation_id, 15)
     await _suggest(
         app,
-        await _message_id(app, "c1-5"),
+        await message_id(app, "c1-5"),
         texts=[],
         status=ResponseStatus.GENERATING,
         job="job-1",
@@ -277,11 +258,11 @@ async def test_dismiss_empties_the_row_and_retires_its_suggestions(
     other = await _chat(device_client, 2)
     await _wait(app, conversation_id, 15)
     await _wait(app, other, 25)
-    ready = await _suggest(app, await _message_id(app, "c1-5"), texts=["ok"])
+    ready = await _suggest(app, await message_id(app, "c1-5"), texts=["ok"])
     busy = await _suggest(
-        app, await _message_id(app, "c1-3"), texts=[], status=ResponseStatus.GENERATING
+        app, await message_id(app, "c1-3"), texts=[], status=ResponseStatus.GENERATING
     )
-    untouched = await _suggest(app, await _message_id(app, "c2-5"), texts=["fine"])
+    untouched = await _suggest(app, await message_id(app, "c2-5"), texts=["fine"])
     resp = await owner_client.post(f"/api/inbox/{conversation_id}/dismiss")
     assert resp.status_code == 200, resp.text
     assert resp.json() == {
@@ -354,7 +335,7 @@ async def test_a_page_costs_the_same_queries_for_1_or_50_conversations(
 
     first = await _chat(device_client, 0)
     await _wait(app, first, 5)
-    await _suggest(app, await _message_id(app, "c0-5"), texts=["ok"])
+    await _suggest(app, await message_id(app, "c0-5"), texts=["ok"])
     one = await page_statements()
     for n in range(1, 50):
         conversation_id = await _chat(device_client, n)
@@ -365,7 +346,7 @@ async def test_a_page_costs_the_same_queries_for_1_or_50_conversations(
                 .values(awaiting_reply_since=T0 + timedelta(minutes=n * 10 + 5))
             )
             await session.commit()
-        await _suggest(app, await _message_id(app, f"c{n}-5"), texts=["ok", "no"])
+        await _suggest(app, await message_id(app, f"c{n}-5"), texts=["ok", "no"])
     fifty = await page_statements()
     assert len((await owner_client.get("/api/inbox", params={"limit": 50})).json()["items"]) == 50
     assert fifty == one

@@ -441,8 +441,8 @@ def test_a_first_visit_creates_the_password_with_the_printed_link(
     page.get_by_label("New password").fill(OWNER_PASSWORD)
     page.get_by_label("Repeat the password").fill(OWNER_PASSWORD)
     page.get_by_role("button", name="Create password and sign in").click()
-    page.wait_for_url(unclaimed.url + "/conversations")
-    expect(page.get_by_role("heading", name="Conversations", level=1)).to_be_visible()
+    page.wait_for_url(unclaimed.url + "/")
+    expect(page.get_by_role("heading", name="Inbox", level=1)).to_be_visible()
     assert watched.problems == []
 
     # The code is spent; the password signs in.

@@ -52,7 +52,7 @@ async def test_the_printed_link_creates_the_password_and_signs_in(
     form = {"csrf_token": visitor.cookies[CSRF_COOKIE], "code": code, **PASSWORD_FORM}
     done = await visitor.post("/setup", data=form)
     assert done.status_code == 303
-    assert done.headers["location"] == "/conversations"
+    assert done.headers["location"] == "/"
     assert SESSION_COOKIE in visitor.cookies
     assert (await visitor.get("/conversations")).status_code == 200
     # The link is spent: it now leads to sign-in, and posting it again changes nothing.

@@ -67,7 +67,7 @@ def is_web_path(path: str) -> bool:
 def safe_next(target: str | None) -> str:
     """A local path to return to after signing in (never another site)."""
     if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
-        return "/conversations"
+        return "/"
     return target
 
 

@@ -24,7 +24,7 @@ from convassist.server.web.render import render_signed_out
 router = APIRouter()
 
 SIGN_IN = "/login"
-AFTER_SETUP = "/conversations"
+AFTER_SETUP = "/"
 
 
 def _setup_page(
