@@ -1,11 +1,12 @@
 """The device's side of the outbox: claim what to send, report it, and sync's confirmation.
 
-Exactly once: a claim is one conditional UPDATE (`queued`, or `sending` by this very
-device, and not about to expire), so of two devices asking at once only one gets an entry
-(PostgreSQL re-checks the WHERE on the row it waited for). The claim is sticky: only the
-claiming device is offered it again (it alone can check its chat.db for a send it could not
-report). The device's permission is read under a share lock, so a revocation either waits
-for a claim in flight (and then fails what it claimed) or is seen by it.
+Exactly once: a claim is a conditional UPDATE (`queued`, or `sending` by this very
+device, and not about to expire) of the rows it locked first (`FOR UPDATE SKIP LOCKED`, in
+creation order), so of two devices asking at once only one gets an entry. The claim is
+sticky: only the claiming device is offered it again (it alone can check its chat.db for a
+send it could not report). The device's permission is read under a share lock, so a
+revocation either waits for a claim in flight (and then fails what it claimed) or is seen
+by it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 
 from convassist.core.errors import Conflict, Forbidden, NotFound, Unauthorized
 from convassist.core.logging import get_logger
@@ -50,7 +52,7 @@ class Claimed:
     is_group: bool
 
 
-def _offered_to(device_id: uuid.UUID, now: datetime) -> object:
+def _offered_to(device_id: uuid.UUID, now: datetime) -> ColumnElement[bool]:
     return and_(
         or_(
             OutboxMessage.status == OutboxStatus.QUEUED,
@@ -78,7 +80,7 @@ async def _ensure_may_send(session: AsyncSession, device_id: uuid.UUID, *, lock:
 async def has_pending(session: AsyncSession, device_id: uuid.UUID) -> bool:
     """Whether a claim would find something (a cheap read for the long poll)."""
     await _ensure_may_send(session, device_id, lock=False)
-    found = await session.execute(select(exists().where(_offered_to(device_id, utcnow()))))  # type: ignore[arg-type]
+    found = await session.execute(select(exists().where(_offered_to(device_id, utcnow()))))
     return bool(found.scalar())
 
 
@@ -87,11 +89,26 @@ async def claim(session: AsyncSession, device_id: uuid.UUID) -> list[Claimed]:
     await _ensure_may_send(session, device_id, lock=True)
     await expire_stale(session)
     now = utcnow()
+    offered = _offered_to(device_id, now)
+    # Lock in one order (as the sync's confirmation does), skipping rows another request
+    # holds: a claimant never waits on another, and never deadlocks with a sync.
+    locked = list(
+        (
+            await session.execute(
+                select(OutboxMessage.id)
+                .where(offered)
+                .order_by(OutboxMessage.created_at, OutboxMessage.id)
+                .with_for_update(skip_locked=True)
+            )
+        ).scalars()
+    )
+    if not locked:
+        return []
     ids = list(
         (
             await session.execute(
                 update(OutboxMessage)
-                .where(_offered_to(device_id, now))  # type: ignore[arg-type]
+                .where(OutboxMessage.id.in_(locked), offered)
                 .values(
                     status=OutboxStatus.SENDING,
                     device_id=device_id,
