@@ -119,9 +119,10 @@ async def test_every_word_must_match_and_the_last_is_a_prefix(
     assert await names(owner_client, "sandw") == ["Hiking crew"]
     assert await names(owner_client, "wat") == ["Bob", "Hiking crew"]
     assert await names(owner_client, "bottles wat") == ["Bob"]
-    # Only the last word is a prefix; a one-letter last word matches whole words only.
+    # Only the last word is a prefix, and only from three letters on.
     assert await names(owner_client, "wat bottles") == []
     assert await names(owner_client, "bring w") == []
+    assert await names(owner_client, "bring wa") == []
     (highlighted,) = await found(owner_client, "forget wat")
     excerpt = highlighted["match"]["excerpt"]
     marked = [excerpt[s["start"] : s["end"]] for s in highlighted["match"]["highlights"]]

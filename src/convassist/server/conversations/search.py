@@ -33,9 +33,9 @@ from convassist.server.models import Message, UTCDateTime
 
 WORD = re.compile(r"[^\W_]+")
 MAX_WORDS = 8
-MIN_PREFIX = 2
-"""A last word shorter than this matches whole words only (a one-letter prefix matches most
-of the index and has no FTS5 prefix index)."""
+MIN_PREFIX = 3
+"""A last word shorter than this matches whole words only: a shorter prefix matches a large
+part of all messages (and finds nothing useful), which makes type-ahead slow."""
 
 MESSAGE_SEARCH = table(
     "message_search",

@@ -12,10 +12,10 @@ copy of the text (contentful) under its own rowid, and `message_search` maps tha
 search never joins `messages` until the page of results is known, and triggers find a
 message's entry through the unique `message_id`. Triggers on `messages` (insert, update of
 the indexed fields, delete, including foreign-key cascades) keep both tables in step.
-Tokenizer: unicode61 with remove_diacritics 2, prefix indexes of 2 and 3 characters for
-type-ahead. A future migration that rebuilds `messages` on SQLite (batch mode) drops these
-triggers with the old table and must create them again (`tests/server/test_search.py`
-checks that they exist at head).
+Tokenizer: unicode61 with remove_diacritics 2, a prefix index of 3 characters for type-ahead
+(a search's last word matches as a prefix from 3 characters on). A future migration that
+rebuilds `messages` on SQLite (batch mode) drops these triggers with the old table and must
+create them again (`tests/server/test_search.py` checks that they exist at head).
 
 PostgreSQL: an expression GIN index on `to_tsvector('convassist_search', coalesce(text, ''))`
 for searchable messages. `convassist_search` is the 'simple' configuration (lower-casing, no
@@ -65,7 +65,7 @@ SQLITE_UPGRADE = (
         sent_at DATETIME NOT NULL
     )""",
     """CREATE VIRTUAL TABLE message_search_fts USING fts5(
-        text, tokenize = 'unicode61 remove_diacritics 2', prefix = '2 3'
+        text, tokenize = 'unicode61 remove_diacritics 2', prefix = '3'
     )""",
     f"CREATE TRIGGER messages_search_insert AFTER INSERT ON messages BEGIN {_INDEX_NEW} END",
     f"""CREATE TRIGGER messages_search_update
