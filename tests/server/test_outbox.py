@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -37,6 +38,10 @@ async def test_a_suggestion_sent_as_is_is_accepted_once_and_stops_the_wait(
     assert queued["candidateIndex"] == 1
     assert queued["responseId"] == response
     assert queued["attempts"] == 0 and queued["deviceId"] is None
+    lifetime = datetime.fromisoformat(queued["expiresAt"]) - datetime.fromisoformat(
+        queued["createdAt"]
+    )
+    assert lifetime == timedelta(seconds=600)  # CONVASSIST_OUTBOX_EXPIRY_SECONDS' default
 
     async with app.state.sessionmaker() as session:
         row = await session.get(GeneratedResponse, uuid.UUID(response))
@@ -165,12 +170,18 @@ async def test_queueing_is_rate_limited(
     app: Any, settings: Any, device_client: httpx.AsyncClient, owner_client: httpx.AsyncClient
 ) -> None:
     settings.outbox_sends_per_minute = 3
+    settings.outbox_expiry_seconds = 30
     conversation, _ = await waiting_message(app, device_client, owner_client)
     for n in range(3):
         resp = await owner_client.post(
             "/api/outbox", json={"conversationId": conversation, "text": f"part {n}"}
         )
         assert resp.status_code == 201, resp.text
+        body = resp.json()
+        lifetime = datetime.fromisoformat(body["expiresAt"]) - datetime.fromisoformat(
+            body["createdAt"]
+        )
+        assert lifetime == timedelta(seconds=30)
     limited = await owner_client.post(
         "/api/outbox", json={"conversationId": conversation, "text": "one more"}
     )

@@ -384,3 +384,32 @@ async def test_sending_logs_no_text(
     assert '"event": "outbox_confirmed"' in log and '"event": "outbox_reported"' in log
     for secret in secrets:
         assert secret not in log
+
+
+async def test_the_same_text_sent_from_the_phone_confirms_a_queued_entry(
+    app: Any,
+    client: httpx.AsyncClient,
+    device_client: httpx.AsyncClient,
+    owner_client: httpx.AsyncClient,
+) -> None:
+    """The owner also typed it on the phone: the entry is confirmed, and never sent again."""
+    conversation, _ = await waiting_message(app, device_client, owner_client, sender=SENDER)
+    outbox_id = await _queue(owner_client, conversation, "Running late")
+    other = await _queue(owner_client, conversation, "Something else")
+    minutes = (utcnow() - AT).total_seconds() / 60
+    await sync(
+        device_client,
+        CHAT,
+        [
+            message("ph-1", minutes, "Running late", start=AT),
+            message("ph-2", minutes, "Running late", start=AT),  # only one entry to confirm
+            message("in-2", minutes, "Something else", start=AT, sender=SENDER),  # theirs
+        ],
+        participants=[SENDER],
+    )
+    confirmed = await entry(app, outbox_id)
+    assert confirmed.status is OutboxStatus.CONFIRMED and confirmed.message_guid == "ph-1"
+    assert (await entry(app, other)).status is OutboxStatus.QUEUED
+    _, mac = await sender(app, client, owner_client)
+    async with mac:
+        assert [i["id"] for i in await _claim(mac)] == [other]
