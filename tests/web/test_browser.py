@@ -342,7 +342,7 @@ def test_every_page_loads_without_errors(live: Live, chromium: Any) -> None:
         assert watched.problems == [], watched.problems
         _sign_in(watched, live, "/conversations")
         conversations = page.locator(".conversation-row")
-        paths = ["/conversations", "/devices", "/training", "/status"]
+        paths = ["/", "/conversations", "/devices", "/training", "/status"]
         if conversations.count():
             paths.append(conversations.first.get_attribute("href"))
         for path in paths:
