@@ -17,12 +17,13 @@
 - Per adapter: the adapter part of `model_version` (`core/model_version.py`); the base
   model when there is none (or the version does not parse).
 
-Three queries whatever the period: coverage and usage are counted in SQL per day and
-model version; only used suggestions' texts are read, for their edit distances.
+Four queries whatever the period: coverage and usage are counted in SQL per day and model
+version; only used suggestions' texts are read, for their edit distances.
 """
 
 from __future__ import annotations
 
+import functools
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
@@ -57,6 +58,9 @@ from convassist.server.models import (
 
 DAILY_UP_TO = 31
 MIN_SLOTS = 3
+STREAM_ROWS = 1000
+# How far a phone's clock (a message's sent_at) may run ahead of the server's.
+CLOCK_SKEW = timedelta(days=1)
 BASE_LABEL = "base model"
 SHOWN = (
     ResponseStatus.COMPLETED,
@@ -87,6 +91,7 @@ class Tally:
         self.distances.extend(other.distances)
 
 
+@functools.cache
 def adapter_of(model_version: str | None) -> str | None:
     """The adapter id in a `model_version`; None for the base model."""
     if not model_version:
@@ -212,14 +217,21 @@ class _Tallies:
         self.period = period
         self.rows: dict[tuple[str | None, date], Tally] = {}
         self.first_seen: dict[str | None, date] = {}
+        self._found: dict[tuple[str | None, Any], tuple[Tally, Tally]] = {}
 
     def __call__(self, model_version: str | None, day: Any) -> tuple[Tally, Tally]:
         """The tallies a row counts in: its adapter's, and all adapters'."""
-        start = self.period.bucket_of(_as_date(day))
-        adapter = adapter_of(model_version)
-        seen = self.first_seen.get(adapter)
-        self.first_seen[adapter] = start if seen is None else min(seen, start)
-        return self.get(adapter, start), self.get(self.ALL, start)
+        found = self._found.get((model_version, day))
+        if found is None:
+            start = self.period.bucket_of(_as_date(day))
+            adapter = adapter_of(model_version)
+            seen = self.first_seen.get(adapter)
+            self.first_seen[adapter] = start if seen is None else min(seen, start)
+            found = self._found[model_version, day] = (
+                self.get(adapter, start),
+                self.get(self.ALL, start),
+            )
+        return found
 
     def get(self, adapter: str | None, start: date) -> Tally:
         return self.rows.setdefault((adapter, start), Tally())
@@ -238,34 +250,45 @@ async def online_measures(
 
 
 async def _count_coverage(session: AsyncSession, period: Period, tallies: _Tallies) -> None:
-    first_version = (
-        select(func.coalesce(GeneratedResponse.model_version, ""))
-        .where(GeneratedResponse.message_id == Message.id, GeneratedResponse.status.in_(SHOWN))
-        .order_by(GeneratedResponse.created_at, GeneratedResponse.id)
-        .limit(1)
-        .correlate(Message)
-        .scalar_subquery()
+    in_period = (
+        Message.direction == Direction.INCOMING,
+        Message.message_type != MessageType.REACTION,
+        Message.sent_at >= period.since,
+        Message.sent_at < period.until,
     )
-    inner = (
-        select(_day(session, Message.sent_at).label("day"), first_version.label("version"))
+    day = _day(session, Message.sent_at).label("day")
+    incoming = await session.execute(select(day, func.count()).where(*in_period).group_by(day))
+    for value, count in incoming:
+        tallies.get(_Tallies.ALL, period.bucket_of(_as_date(value))).incoming += count
+    # Each covered message once: its first completed suggestion (rank 1) names the model.
+    ranked = (
+        select(
+            day,
+            func.coalesce(GeneratedResponse.model_version, "").label("version"),
+            func.row_number()
+            .over(
+                partition_by=GeneratedResponse.message_id,
+                order_by=(GeneratedResponse.created_at, GeneratedResponse.id),
+            )
+            .label("rank"),
+        )
+        .join(Message, Message.id == GeneratedResponse.message_id)
         .where(
-            Message.direction == Direction.INCOMING,
-            Message.message_type != MessageType.REACTION,
-            Message.sent_at >= period.since,
-            Message.sent_at < period.until,
+            GeneratedResponse.status.in_(SHOWN),
+            # Implied (suggestions follow their message), and it spares older rows' lookups.
+            GeneratedResponse.created_at >= period.since - CLOCK_SKEW,
+            *in_period,
         )
         .subquery()
     )
-    rows = await session.execute(
-        select(inner.c.day, inner.c.version, func.count()).group_by(inner.c.day, inner.c.version)
+    covered = await session.execute(
+        select(ranked.c.day, ranked.c.version, func.count())
+        .where(ranked.c.rank == 1)
+        .group_by(ranked.c.day, ranked.c.version)
     )
-    for day, version, count in rows:
-        start = period.bucket_of(_as_date(day))
-        tallies.get(_Tallies.ALL, start).incoming += count
-        if version is not None:
-            mine, everyone = tallies(version or None, day)
-            mine.covered += count
-            everyone.covered += count
+    for value, version, count in covered:
+        for tally in tallies(version or None, value):
+            tally.covered += count
 
 
 def _shown_in(period: Period) -> tuple[ColumnElement[bool], ...]:
@@ -317,15 +340,16 @@ async def _measure_edits(session: AsyncSession, period: Period, tallies: _Tallie
         .outerjoin(OutboxMessage, OutboxMessage.response_id == GeneratedResponse.id)
         .where(*_shown_in(period), _USED_SLOT.is_not(None))
     )
-    async for day, version, candidates, slot, sent, via_outbox, status in used:
-        if not isinstance(candidates, list) or not 0 <= slot < len(candidates):
-            continue
-        chosen = str(candidates[slot].get("text") or "").strip()
-        edited = via_outbox or status == ResponseStatus.EDITED
-        text = (sent or "").strip() if edited else chosen
-        distance = levenshtein(chosen, text)
-        for tally in tallies(version, day):
-            tally.distances.append((distance, normalized(chosen, text, distance)))
+    async for rows in used.partitions(STREAM_ROWS):
+        for day, version, candidates, slot, sent, via_outbox, status in rows:
+            if not isinstance(candidates, list) or not 0 <= slot < len(candidates):
+                continue
+            chosen = str(candidates[slot].get("text") or "").strip()
+            edited = via_outbox or status == ResponseStatus.EDITED
+            text = (sent or "").strip() if edited else chosen
+            distance = levenshtein(chosen, text)
+            for tally in tallies(version, day):
+                tally.distances.append((distance, normalized(chosen, text, distance)))
 
 
 def _result(period: Period, tallies: _Tallies) -> OnlineMeasures:
