@@ -50,12 +50,13 @@ def measures_view(result: OnlineMeasures) -> dict[str, Any]:
     series = [(ALL, "series-all", result.buckets, False)] if many else []
     series += [(a.label, style(i), a.buckets, True) for i, a in enumerate(result.adapters)]
     # An adapter's coverage line shows only the buckets it served (else it would lie at 0).
+    drawn = series[1:] + series[:1] if many else series  # "all models" on top (dashed)
     coverage = [
         (name, css, [b.coverage if b.covered_messages or not (many and own) else None for b in bs])
-        for name, css, bs, own in series
+        for name, css, bs, own in drawn
     ]
-    usage = [(name, css, [b.used_share for b in bs]) for name, css, bs, _ in series]
-    edits = [(name, css, [b.edits.median_distance for b in bs]) for name, css, bs, _ in series]
+    usage = [(name, css, [b.used_share for b in bs]) for name, css, bs, _ in drawn]
+    edits = [(name, css, [b.edits.median_distance for b in bs]) for name, css, bs, _ in drawn]
     totals = [(ALL, result.totals)] if many else []
     totals += [(a.label, a.totals) for a in result.adapters]
     slot_rows = [(name, _slot_parts(t)) for name, t in totals if t.suggestions]
