@@ -331,6 +331,48 @@ def test_scrolling_up_loads_older_messages_in_place(live: Live, watched: Watched
     assert watched.problems == []
 
 
+def test_a_message_search_result_opens_the_thread_at_that_message(
+    live: Live, watched: Watched
+) -> None:
+    client = httpx.Client(base_url=live.url, timeout=30)
+    token = _device_token(client, "Search Mac")
+    start = datetime.now(UTC) - timedelta(days=2)
+    messages = [
+        {
+            "imessageGuid": f"search-{i}",
+            "senderId": "+15558880000" if i % 2 else None,
+            "direction": "incoming" if i % 2 else "outgoing",
+            "text": "the kumquat plan is on" if i == 5 else f"note {i:03d}",
+            "sentAt": (start + timedelta(minutes=i)).isoformat(),
+        }
+        for i in range(50)
+    ]
+    resp = client.post(
+        "/api/sync/messages",
+        json={"conversationId": "search-chat", "displayName": "Fruit club", "messages": messages},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert resp.status_code == 200, resp.text
+    page = watched.page
+    expect = playwright_sync.expect
+    _sign_in(watched, live, "/conversations")
+    page.get_by_label("Search conversations").fill("kumq")
+    result = page.locator(".conversation-row", has=page.locator("mark", has_text="kumquat"))
+    expect(result).to_contain_text("the kumquat plan is on")
+    href = result.get_attribute("href") or ""
+    assert "#m-" in href
+    result.click()
+    page.wait_for_url(re.compile(r"/conversations/[0-9a-f-]+#m-"))
+    # The thread opens at the matching message, not at the newest one (49 messages below),
+    # and marks it.
+    target = page.locator("#" + href.split("#", 1)[1])
+    expect(target).to_be_in_viewport()
+    expect(target.locator(".bubble")).to_have_css("outline-style", "solid")
+    expect(page.locator(".msg:not(:target) .bubble").first).to_have_css("outline-style", "none")
+    expect(page.locator(".bubble-text", has_text="note 049")).not_to_be_in_viewport()
+    assert watched.problems == []
+
+
 def test_every_page_loads_without_errors(live: Live, chromium: Any) -> None:
     for theme, viewport in (("light", (1280, 900)), ("dark", (390, 844))):
         context = chromium.new_context(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
+from functools import lru_cache
 
 from convassist.server.conversations.search import MIN_PREFIX, WORD, words
 
@@ -12,8 +13,11 @@ LENGTH = 140
 ELLIPSIS = "…"
 
 
+@lru_cache(maxsize=4096)
 def _fold(word: str) -> str:
     """Lower-cased, without diacritics: how the indexes compare words."""
+    if word.isascii():
+        return word.lower()
     decomposed = unicodedata.normalize("NFKD", word)
     return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
 

@@ -112,16 +112,7 @@
 
   /* ---- message thread: start at the newest, keep the view still while older loads ---- */
   var thread = document.getElementById("thread");
-  /* A search result links to its message (#m-<id>): show that one if it is on this page. */
-  var linked = thread && location.hash.indexOf("#m-") === 0
-    ? document.getElementById(location.hash.slice(1)) : null;
-  if (linked && thread.contains(linked)) {
-    linked.scrollIntoView({ block: "center" });
-    linked.classList.add("is-target");
-    setTimeout(function () { linked.classList.remove("is-target"); }, 2000);
-  } else if (thread) {
-    thread.scrollTop = thread.scrollHeight;
-  }
+  if (thread) thread.scrollTop = thread.scrollHeight;
   var fromBottom = null;
   var followCard = null;
   function inView(elt) {
