@@ -324,3 +324,24 @@ async def test_sync_is_unaffected_when_the_ml_service_is_down(
     assert all(r.auto and r.status is ResponseStatus.FAILED and r.error for r in rows)
     assert {r.message_id for r in rows} == {await message_id(app, "in-1")}
     assert await awaiting(app, conversation) == t0  # nothing lost: still waiting
+
+
+async def test_a_waiting_conversation_follows_an_unsent_message_a_dismissed_one_stays(
+    app: Any, device_client: httpx.AsyncClient
+) -> None:
+    t0 = start()
+    older = message("in-1", 0, "are you free friday?", start=t0, sender=FRIEND)
+    newer = message("in-2", 1, "or saturday?", start=t0, sender=FRIEND)
+    conversation = await chat(device_client, [older, newer])
+    assert await awaiting(app, conversation) == t0 + timedelta(minutes=1)
+    await chat(device_client, [{**newer, "text": None, "isUnsent": True}])
+    assert await awaiting(app, conversation) == t0  # the older question waits now
+
+    async with app.state.sessionmaker.begin() as session:  # dismissed
+        await session.execute(
+            update(Conversation)
+            .where(Conversation.id == uuid.UUID(conversation))
+            .values(awaiting_reply_since=None)
+        )
+    await chat(device_client, [{**older, "text": "are you free friday??"}])
+    assert await awaiting(app, conversation) is None

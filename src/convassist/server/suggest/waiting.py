@@ -5,9 +5,10 @@ messages (reactions left out) from the (conversation_id, sent_at, id) index:
 
 - an outgoing message first: the owner replied, nothing waits (NULL);
 - an incoming one that passes the gate first: it waits, but the column is set only when this
-  batch inserted it and it is recent (`SuggestPolicy.max_age`). A message known before keeps
-  the column as it is, so a dismissed conversation stays dismissed on a re-sync, and history
-  never fills the inbox;
+  batch inserted it and it is recent (`SuggestPolicy.max_age`). A message known before never
+  turns NULL into a time, so a dismissed conversation stays dismissed on a re-sync, and
+  history never fills the inbox (a conversation still waiting follows it, though: its newer
+  message was unsent);
 - neither within `WALK` messages: nothing waits.
 
 It also settles the suggestions a batch makes moot: a newer waiting message retires those of
@@ -22,8 +23,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import Row, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from convassist.core.logging import get_logger
@@ -47,6 +49,8 @@ log = get_logger(__name__)
 WALK = 20
 """How many of the newest messages to look at for the waiting one."""
 REPLIED_QUALITY = 1.0
+UNKNOWN: Any = object()
+"""`awaiting_reply_since` before the refresh, when the walk found no message to read it from."""
 # Outbox entries whose text, seen in a sync, is the outbox's send (not a reply from the phone).
 OUTBOX_LIVE = (OutboxStatus.QUEUED, OutboxStatus.SENDING, OutboxStatus.SENT, OutboxStatus.CONFIRMED)
 # Suggestions that are still on offer (not acted on): a reply from the phone beats them.
@@ -73,21 +77,33 @@ async def refresh(
     now: datetime,
 ) -> uuid.UUID | None:
     """Keep the conversation's waiting state after a batch; the id of a message that waits
-    because of this batch (to queue suggestions for), else None. See the module docstring."""
-    target, replied = await _newest_waiting(session, conversation_id, is_group, policy)
-    conversations = update(Conversation).where(Conversation.id == conversation_id)
-    newly: Message | None = None
+    because of this batch (to queue suggestions for), else None. See the module docstring.
+
+    One query in the usual case (a history batch: nothing waited, nothing waits)."""
+    rows = await _newest(session, conversation_id)
+    before = rows[0].awaiting_reply_since if rows else UNKNOWN
+    target = await _waiting(session, rows, conversation_id, is_group, policy)
+    newly = None
     if target is None:
-        await session.execute(
-            conversations.where(Conversation.awaiting_reply_since.is_not(None)).values(
-                awaiting_reply_since=None
-            )
-        )
+        after = None
     elif target.imessage_guid in {m.imessage_guid for m in new} and policy.fresh(
         target.sent_at, now
     ):
-        newly = target
-        await session.execute(conversations.values(awaiting_reply_since=target.sent_at))
+        newly, after = target, target.sent_at
+    else:
+        # Known before: a dismissed conversation stays dismissed; a waiting one follows its
+        # message (the one it waited on was unsent or edited into a code: an older one waits).
+        after = None if before is None else target.sent_at
+    if after != before:
+        stmt = update(Conversation).where(Conversation.id == conversation_id)
+        if before is UNKNOWN:
+            stmt = stmt.where(Conversation.awaiting_reply_since.is_distinct_from(after))
+        await session.execute(stmt.values(awaiting_reply_since=after))
+        log.info(
+            "waiting_changed",
+            conversation_id=str(conversation_id),
+            waiting_message_id=str(newly.id) if newly is not None else None,
+        )
     replies = sorted(
         (
             m
@@ -96,37 +112,51 @@ async def refresh(
         ),
         key=lambda m: m.sent_at,
     )
-    if newly is not None or replies:
+    # Suggestions on offer belong to waiting conversations (a reply, a dismissal or a newer
+    # message retired the others), so a batch for one that did not wait settles nothing.
+    if newly is not None or (replies and before is not None):
         await _settle_suggestions(session, conversation_id, newly, replies, now)
-    if newly is not None or replied:
-        log.info(
-            "waiting_changed",
-            conversation_id=str(conversation_id),
-            waiting_message_id=str(newly.id) if newly else None,
-        )
     return newly.id if newly is not None else None
 
 
-async def _newest_waiting(
-    session: AsyncSession, conversation_id: uuid.UUID, is_group: bool, policy: SuggestPolicy
-) -> tuple[Message | None, bool]:
-    """(the newest incoming message that passes the gate with no outgoing one after it,
-    whether an outgoing message came first)."""
-    rows = (
-        await session.execute(
-            select(Message)
-            .where(
-                Message.conversation_id == conversation_id,
-                Message.message_type != MessageType.REACTION,
-            )
-            .order_by(Message.sent_at.desc(), Message.id.desc())
-            .limit(WALK)
+async def _newest(session: AsyncSession, conversation_id: uuid.UUID) -> list[Row[Any]]:
+    """The conversation's newest `WALK` messages (no reactions), newest first, each with the
+    conversation's `awaiting_reply_since` as it is before this refresh."""
+    result = await session.execute(
+        select(
+            Message.id,
+            Message.imessage_guid,
+            Message.direction,
+            Message.message_type,
+            Message.text,
+            Message.sender_id,
+            Message.is_unsent,
+            Message.sent_at,
+            Conversation.awaiting_reply_since,
         )
-    ).scalars()
+        .join(Conversation, Conversation.id == Message.conversation_id)
+        .where(
+            Message.conversation_id == conversation_id,
+            Message.message_type != MessageType.REACTION,
+        )
+        .order_by(Message.sent_at.desc(), Message.id.desc())
+        .limit(WALK)
+    )
+    return cast(list[Row[Any]], list(result))
+
+
+async def _waiting(
+    session: AsyncSession,
+    rows: Sequence[Row[Any]],
+    conversation_id: uuid.UUID,
+    is_group: bool,
+    policy: SuggestPolicy,
+) -> Row[Any] | None:
+    """The newest incoming message that passes the gate with no outgoing one after it."""
     participates: bool | None = None
     for row in rows:
         if row.direction is Direction.OUTGOING:
-            return None, True
+            return None
         reason = check(row, is_group=is_group, owner_participates=True, policy=policy)
         if reason is None and is_group and policy.groups == "participating":
             if participates is None:
@@ -134,8 +164,8 @@ async def _newest_waiting(
             if not participates:
                 reason = Skip.GROUP_NOT_PARTICIPATING
         if reason is None:
-            return row, False
-    return None, False
+            return row
+    return None
 
 
 async def _owner_writes(session: AsyncSession, conversation_id: uuid.UUID) -> bool:
@@ -152,7 +182,7 @@ async def _owner_writes(session: AsyncSession, conversation_id: uuid.UUID) -> bo
 async def _settle_suggestions(
     session: AsyncSession,
     conversation_id: uuid.UUID,
-    newly: Message | None,
+    newly: Row[Any] | None,
     replies: Sequence[SyncMessage],
     now: datetime,
 ) -> None:
