@@ -7,6 +7,8 @@
   var current = null; /* id of the row (li.inbox-row) the owner is on */
   var focusAfter = null; /* where focus goes once a swap settles: { row, index } */
   var lastCount = null;
+  var currentIndex = -1; /* its place in the list, for when a refresh drops it */
+  var pickedIn = {}; /* row id -> the reply picked there (1-3), kept across refreshes */
 
   function rows() { return Array.prototype.slice.call(document.querySelectorAll(".inbox-row")); }
   function itemOf(row) { return row && row.querySelector("[data-inbox-item]"); }
@@ -22,7 +24,7 @@
     var active = document.activeElement;
     return !list || document.hidden || !!document.querySelector("dialog[open]") ||
       (list.contains(active) && typing(active)) ||
-      !!list.querySelector(".inbox-edit:not([hidden]) textarea, .inbox-own[open], .htmx-request");
+      !!list.querySelector(".inbox-candidate .inbox-edit:not([hidden]), .inbox-own[open], .htmx-request");
   }
 
   function select(row, focus) {
@@ -32,6 +34,7 @@
     });
     if (!row) return;
     current = row.id;
+    currentIndex = rows().indexOf(row);
     if (focus) {
       var item = itemOf(row);
       item.focus({ preventScroll: true });
@@ -47,12 +50,17 @@
   }
   function candidates(row) { return row ? Array.prototype.slice.call(row.querySelectorAll("[data-candidate]")) : []; }
   function picked(row) { return row && (row.querySelector(".inbox-candidate.is-picked") || candidates(row)[0]); }
-  function pick(row, n) {
+  function mark(row, n) {
     var list = candidates(row);
     var chosen = list[n - 1];
-    if (!chosen) return;
+    if (!chosen) return null;
     list.forEach(function (c) { c.classList.toggle("is-picked", c === chosen); });
-    chosen.querySelector("[data-send]").focus();
+    pickedIn[row.id] = n;
+    return chosen;
+  }
+  function pick(row, n) {
+    var chosen = mark(row, n);
+    if (chosen) chosen.querySelector("[data-send]").focus();
   }
 
   function setEditing(form, editing) {
@@ -148,17 +156,25 @@
       row: row ? (sameRow ? row.id : next && next.id) : null,
       index: target.id === "inbox-list" ? buttons.indexOf(active) : -1,
     };
+    if (!event.detail.serverResponse) setTimeout(restore, 0);
   });
-  document.body.addEventListener("htmx:afterSettle", function () {
+  function restore() {
     var list = document.getElementById("inbox-list");
     if (!list) return;
+    rows().forEach(function (r) { if (pickedIn[r.id]) mark(r, pickedIn[r.id]); });
     var row = currentRow();
     if (focusAfter && focusAfter.row) row = document.getElementById(focusAfter.row);
+    if (!row && current && currentIndex >= 0) {
+      /* The row the owner was on left the list (answered): stay at its place. */
+      var left = rows();
+      row = left[Math.min(currentIndex, left.length - 1)] || null;
+    }
     if (row && row.classList.contains("inbox-row")) {
       select(row, false);
       if (focusAfter) {
         var buttons = row.querySelectorAll("button");
-        var again = focusAfter.index >= 0 ? buttons[focusAfter.index] : null;
+        var same = row.id === focusAfter.row;
+        var again = same && focusAfter.index >= 0 ? buttons[focusAfter.index] : null;
         (again || itemOf(row)).focus({ preventScroll: true });
       }
     }
@@ -169,7 +185,9 @@
       if (status) status.textContent = count === "1" ? "1 conversation waits for a reply." : count + " conversations wait for a reply.";
     }
     lastCount = count;
-  });
+  }
+  /* After a swap; an empty answer (a dismissed row) swaps nothing in, so no event follows. */
+  document.body.addEventListener("htmx:afterSwap", restore);
   var list = document.getElementById("inbox-list");
   if (list) lastCount = list.dataset.count;
 })();
