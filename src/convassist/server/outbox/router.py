@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from convassist.core.openapi import error_responses
-from convassist.server.deps import DeviceDep, OwnerDep, SessionDep, SettingsDep
+from convassist.server.deps import DeviceDep, MLDep, OwnerDep, SessionDep, SettingsDep
 from convassist.server.models import OutboxMessage, OutboxStatus, utcnow
 from convassist.server.outbox import delivery, service
 from convassist.server.outbox.schemas import (
@@ -40,13 +40,13 @@ def outbox_out(entry: OutboxMessage) -> OutboxOut:
     "", response_model=OutboxOut, status_code=201, responses=error_responses(404, 409, 429)
 )
 async def enqueue(
-    body: OutboxRequest, _: OwnerDep, session: SessionDep, settings: SettingsDep
+    body: OutboxRequest, _: OwnerDep, session: SessionDep, settings: SettingsDep, ml: MLDep
 ) -> OutboxOut:
     """Queue a reply (`queued`) for a device that may send; it expires at `expiresAt`.
 
     With `responseId` the suggestion becomes `accepted` (sent as is) or `edited`, at most
     once (409 `already_acted` after). Rate-limited (429 with Retry-After)."""
-    entry = await service.enqueue(session, body, service.OutboxPolicy.of(settings))
+    entry = await service.enqueue(session, body, service.OutboxPolicy.of(settings), ml)
     return outbox_out(entry)
 
 

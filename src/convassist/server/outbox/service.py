@@ -20,6 +20,7 @@ from convassist.core.errors import Conflict, NotFound, Unprocessable
 from convassist.core.logging import get_logger
 from convassist.core.settings import ServerSettings
 from convassist.server import throttle
+from convassist.server.ml_client import MLClient
 from convassist.server.models import (
     Conversation,
     GeneratedResponse,
@@ -31,6 +32,7 @@ from convassist.server.models import (
 )
 from convassist.server.outbox.schemas import OutboxRequest
 from convassist.server.pagination import decode_timed_cursor, encode_cursor
+from convassist.server.responses import service as responses
 
 log = get_logger(__name__)
 
@@ -61,11 +63,15 @@ class OutboxPolicy:
 
 
 async def enqueue(
-    session: AsyncSession, request: OutboxRequest, policy: OutboxPolicy | None = None
+    session: AsyncSession,
+    request: OutboxRequest,
+    policy: OutboxPolicy | None = None,
+    ml: MLClient | None = None,
 ) -> OutboxMessage:
     """Queue a reply (rate-limited); a suggestion it comes from becomes accepted or edited.
 
-    Pass `OutboxPolicy.of(settings)` to honour the configured expiry and limit. The
+    Pass `OutboxPolicy.of(settings)` to honour the configured expiry and limit, and `ml` so
+    that a suggestion shown live (its ML job done, not yet stored) is settled first. The
     suggestion's conditional update lets it be sent at most once; the conversation stops
     waiting for a reply."""
     policy = policy or OutboxPolicy()
@@ -81,7 +87,7 @@ async def enqueue(
         raise NotFound("No such conversation.", code="conversation_not_found")
     now = utcnow()
     if request.response_id is not None:
-        await _use_suggestion(session, conversation, request, now)
+        await _use_suggestion(session, conversation, request, now, ml)
     entry = OutboxMessage(
         conversation_id=conversation.id,
         text=request.text,
@@ -106,7 +112,11 @@ async def enqueue(
 
 
 async def _use_suggestion(
-    session: AsyncSession, conversation: Conversation, request: OutboxRequest, now: datetime
+    session: AsyncSession,
+    conversation: Conversation,
+    request: OutboxRequest,
+    now: datetime,
+    ml: MLClient | None,
 ) -> None:
     """Mark the suggestion accepted (sent as is) or edited, once; retire its message's rows."""
     found = (
@@ -123,6 +133,8 @@ async def _use_suggestion(
         raise Unprocessable(
             "This suggestion belongs to another conversation.", code="response_mismatch"
         )
+    if ml is not None:  # the inbox shows a finished job's candidates before they are stored
+        await responses.MIRROR.settle(session, ml, row)
     if row.status is not ResponseStatus.COMPLETED:
         if row.status in (ResponseStatus.GENERATING, ResponseStatus.FAILED):
             raise Conflict(f"This suggestion is {row.status.value}; nothing to send.")

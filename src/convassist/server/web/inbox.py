@@ -63,6 +63,7 @@ async def send(
     viewer: FormViewer,
     session: SessionDep,
     settings: SettingsDep,
+    ml: MLDep,
     text: Annotated[str, Form(max_length=5000)] = "",
     response_id: Annotated[uuid.UUID | None, Form()] = None,
     candidate: Annotated[int | None, Form(ge=0, le=4)] = None,
@@ -78,7 +79,7 @@ async def send(
         )
     except ValidationError:
         raise Unprocessable("Write the reply before sending it.") from None
-    entry = await outbox.enqueue(session, body, outbox.OutboxPolicy.of(settings))
+    entry = await outbox.enqueue(session, body, outbox.OutboxPolicy.of(settings), ml)
     if not is_htmx(request):
         return RedirectResponse("/", status_code=303)
     queued = InboxSendingOut(
