@@ -378,9 +378,12 @@ def _clean(text: str) -> str | None:
     return joined or None
 
 
-def write_sent_row(path: Path, chat_guid: str, text: str, when: datetime | None = None) -> str:
-    """What Messages writes when it sends `text` from this Mac into the chat `chat_guid`:
-    an outgoing row (`is_from_me`, dated `when`, default now) joined to the chat; its guid."""
+def write_row(
+    path: Path, chat_guid: str, text: str, *, from_me: bool, when: datetime | None = None
+) -> str:
+    """What Messages writes when a message is sent from this Mac (`from_me`: the sent row an
+    outbox test expects) or arrives from the chat's first participant, dated `when` (default
+    now), into the chat `chat_guid`; returns its guid."""
     sent = when or datetime.now(UTC)
     date = int((sent - datetime(2001, 1, 1, tzinfo=UTC)).total_seconds() * NS)
     conn = sqlite3.connect(path)
@@ -389,12 +392,15 @@ def write_sent_row(path: Path, chat_guid: str, text: str, when: datetime | None 
         (chat_rowid,) = conn.execute(
             "SELECT ROWID FROM chat WHERE guid = ?", (chat_guid,)
         ).fetchone()
+        (handle,) = conn.execute(
+            "SELECT MIN(handle_id) FROM chat_handle_join WHERE chat_id = ?", (chat_rowid,)
+        ).fetchone()
         guid = str(uuid.uuid4()).upper()
         cursor = conn.execute(
             "INSERT INTO message (guid, text, attributedBody, handle_id, service, date, "
             "is_from_me, is_sent, is_delivered, account) "
-            "VALUES (?, ?, ?, 0, 'iMessage', ?, 1, 1, 1, 'E:me@example.com')",
-            (guid, text, make_attributed_body(text), date),
+            "VALUES (?, ?, ?, ?, 'iMessage', ?, ?, ?, 1, 'E:me@example.com')",
+            (guid, text, make_attributed_body(text), handle or 0, date, int(from_me), int(from_me)),
         )
         conn.execute(
             "INSERT INTO chat_message_join (chat_id, message_id, message_date) VALUES (?, ?, ?)",

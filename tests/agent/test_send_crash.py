@@ -19,7 +19,7 @@ import pytest
 
 from convassist.agent.state import StateDB
 from tests.agent import test_sync_e2e as e2e
-from tests.agent.chatdb_factory import FIXTURE_DB, build_chatdb, write_sent_row
+from tests.agent.chatdb_factory import FIXTURE_DB, build_chatdb, write_row
 from tests.agent.test_sync_e2e import LiveServer, agent, agent_env, owner, register_with_cli
 from tests.support.cli import CONVASSIST
 
@@ -92,7 +92,7 @@ def test_agent_killed_around_a_send_never_sends_twice(
             attempted = state.journal(entry_id)
         assert attempted is not None and attempted.state == "attempted"
 
-        guid = write_sent_row(db.path, chat_guid, TEXT) if moment == "after" else None
+        guid = write_row(db.path, chat_guid, TEXT, from_me=True) if moment == "after" else None
         with log_path.open("a") as log:
             restarted = subprocess.Popen(
                 [*CONVASSIST, "agent", "run"], env=env, stdout=log, stderr=subprocess.STDOUT

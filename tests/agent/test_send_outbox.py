@@ -2,7 +2,7 @@
 an unreported attempt settled by chat.db; a lost report; expiry on the way; no permission.
 
 The agent side runs for real (`Outbox.check`, the journal, the dry-run sender, chat.db);
-Messages is simulated by writing the sent row into the chat.db copy (`write_sent_row`).
+Messages is simulated by writing the sent row into the chat.db copy (`write_row`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from convassist.agent.send.outbox import EXPIRED, NOT_ALLOWED_DELAY, Outbox, mak
 from convassist.agent.settings import AgentSettings
 from convassist.agent.state import StateDB
 from convassist.core.settings import ServerSettings
-from tests.agent.chatdb_factory import FIXTURE_DB, GeneratedChatDB, build_chatdb, write_sent_row
+from tests.agent.chatdb_factory import FIXTURE_DB, GeneratedChatDB, build_chatdb, write_row
 from tests.agent.test_sync_e2e import agent_settings, register_agent
 
 TEXT = 'On my way, "10 min" \\ 🙂'
@@ -132,7 +132,9 @@ async def test_a_reply_is_sent_once_reported_and_confirmed_by_the_next_sync(
     assert await outbox.check() > 0  # nothing more to send
     assert len(setup.lines()) == 1
 
-    guid = write_sent_row(small_db.path, setup.chat_guid, TEXT)  # Messages stores what it sent
+    guid = write_row(
+        small_db.path, setup.chat_guid, TEXT, from_me=True
+    )  # Messages stores what it sent
     await sync_once(setup.agent, transport=httpx.ASGITransport(app=app))
     confirmed = await entry(owner_client, entry_id)
     assert confirmed["status"] == "confirmed" and confirmed["messageGuid"] == guid
@@ -170,7 +172,9 @@ async def test_an_unreported_attempt_is_decided_by_chat_db_not_sent_again_blindl
         await setup.outbox(sender=dying).check()
     assert journal(setup, entry_id).state == "attempted"
     assert (await entry(owner_client, entry_id))["status"] == "sending"
-    guid = write_sent_row(small_db.path, setup.chat_guid, TEXT) if messages_has_it else None
+    guid = (
+        write_row(small_db.path, setup.chat_guid, TEXT, from_me=True) if messages_has_it else None
+    )
 
     await setup.outbox().check()  # a restarted agent
     after = await entry(owner_client, entry_id)
