@@ -58,9 +58,6 @@ def _sqlite(found: list[str]) -> Subquery:
     *whole, last = (f'"{word}"' for word in found)
     prefix = "*" if len(found[-1]) >= MIN_PREFIX else ""
     match = " AND ".join([*whole, last + prefix])
-    hits = select(FTS.c.rowid).where(
-        sql_text("message_search_fts MATCH :match").bindparams(match=match)
-    )
     # SQLite takes the bare columns from the row that has the max(): the newest match.
     return (
         select(
@@ -68,7 +65,8 @@ def _sqlite(found: list[str]) -> Subquery:
             MESSAGE_SEARCH.c.message_id,
             func.max(MESSAGE_SEARCH.c.sent_at).label("sent_at"),
         )
-        .where(MESSAGE_SEARCH.c.id.in_(hits))
+        .select_from(FTS.join(MESSAGE_SEARCH, MESSAGE_SEARCH.c.id == FTS.c.rowid))
+        .where(sql_text("message_search_fts MATCH :match").bindparams(match=match))
         .group_by(MESSAGE_SEARCH.c.conversation_id)
         .subquery("message_matches")
     )
