@@ -95,6 +95,13 @@ async def test_home_is_the_inbox_of_waiting_conversations(
     assert "<html" not in fragment.text
     assert fragment.text.count('class="inbox-row"') == 1
     assert 'class="load-more-row"' in fragment.text
+    # A later page opened without JavaScript does not refresh itself into the first one.
+    more = re.search(r'href="(/\?cursor=[^"]+)"', fragment.text)
+    assert more
+    later = await web.get(more.group(1))
+    assert later.status_code == 200
+    assert "Sam Rivera" in later.text and JO not in text_of(later.text.split("<main")[1])
+    assert 'hx-trigger="every 5s"' not in later.text
     # The conversations list marks the waiting ones.
     listed = (await web.get("/conversations")).text
     assert listed.count(">Needs reply</span>") == 2
