@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,13 @@ from structlog.testing import capture_logs
 from convassist.agent.runner import sync_once
 from convassist.agent.send.base import OutboxItem
 from convassist.agent.send.dryrun import DryRunSender
-from convassist.agent.send.outbox import EXPIRED, NOT_ALLOWED_DELAY, Outbox, make_sender
+from convassist.agent.send.outbox import (
+    ERROR_DELAY,
+    EXPIRED,
+    NOT_ALLOWED_DELAY,
+    Outbox,
+    make_sender,
+)
 from convassist.agent.settings import AgentSettings
 from convassist.agent.state import StateDB
 from convassist.core.settings import ServerSettings
@@ -275,3 +282,35 @@ async def test_without_permission_the_loop_backs_off_quietly_until_allowed(
     await outbox.check()
     assert len(setup.lines()) == 1
     assert (await entry(owner_client, entry_id))["status"] == "sent"
+
+
+class Unreachable(httpx.AsyncBaseTransport):
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("no route", request=request)
+
+
+async def test_stop_ends_a_long_poll_at_once_and_failures_are_logged_once(
+    app: Any,
+    client: httpx.AsyncClient,
+    owner_client: httpx.AsyncClient,
+    small_db: GeneratedChatDB,
+    tmp_path: Path,
+) -> None:
+    setup = await prepared(app, client, owner_client, small_db, tmp_path)
+    setup.agent = setup.agent.model_copy(update={"outbox_wait": 20.0})
+    outbox = setup.outbox()
+    task = asyncio.create_task(outbox.run())
+    await asyncio.sleep(1.0)  # inside the server's long poll
+    assert not task.done()
+    started = time.monotonic()
+    outbox.stop.set()
+    await asyncio.wait_for(task, 5)
+    assert time.monotonic() - started < 2
+
+    down = setup.outbox(Unreachable())
+    with capture_logs() as logs:
+        assert await down.check() == ERROR_DELAY
+        assert await down.check() == ERROR_DELAY
+    assert [e["event"] for e in logs if e["event"].startswith("agent.outbox")] == [
+        "agent.outbox.failed"
+    ]

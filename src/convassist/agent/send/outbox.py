@@ -81,29 +81,50 @@ class Outbox:
         self.on_sent = on_sent
         self.transport = transport
         self._refused = False
+        self._problem: str | None = None  # the last failure logged (each kind logged once)
 
     async def run(self) -> None:
+        """Rounds until `stop`; a round in progress (a long poll) is cancelled by it. A send
+        cut short that way is only `attempted` in the journal: chat.db decides it later."""
         log.info("agent.outbox.started", sender=self.sender.name)
-        while not self.stop.is_set():
-            delay = await self.check()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stop.wait(), timeout=delay)
+        stopping = asyncio.ensure_future(self.stop.wait())
+        try:
+            while not self.stop.is_set():
+                current = asyncio.ensure_future(self.check())
+                await asyncio.wait({current, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if not current.done():
+                    current.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await current
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(stopping), timeout=current.result())
+        finally:
+            stopping.cancel()
         log.info("agent.outbox.stopped")
 
     async def check(self) -> float:
         """One round; returns the seconds to wait before the next."""
         try:
-            return await self._round()
+            delay = await self._round()
         except ServerError as exc:
             if exc.status == 403 and exc.code == "send_not_allowed":
                 if not self._refused:
                     log.info("agent.outbox.not_allowed", retry_s=NOT_ALLOWED_DELAY)
                 self._refused = True
                 return NOT_ALLOWED_DELAY
-            log.warning("agent.outbox.refused", status=exc.status, code=exc.code)
+            self._failed(f"{exc.status} {exc.code}", status=exc.status, code=exc.code)
         except AgentError as exc:
-            log.warning("agent.outbox.failed", error=type(exc).__name__)
+            self._failed(type(exc).__name__, error=type(exc).__name__)
+        else:
+            self._problem = None
+            return delay
         return ERROR_DELAY
+
+    def _failed(self, problem: str, **fields: object) -> None:
+        if problem != self._problem:
+            log.warning("agent.outbox.failed", retry_s=ERROR_DELAY, **fields)
+        self._problem = problem
 
     async def _round(self) -> float:
         state = StateDB.open_existing(self.settings.resolved_state_dir)
