@@ -263,7 +263,14 @@ async def test_dismiss_empties_the_row_and_retires_its_suggestions(
         app, await message_id(app, "c1-3"), texts=[], status=ResponseStatus.GENERATING
     )
     untouched = await _suggest(app, await message_id(app, "c2-5"), texts=["fine"])
-    resp = await owner_client.post(f"/api/inbox/{conversation_id}/dismiss")
+    # A message newer than the one the owner saw is not dismissed unseen.
+    stale = (T0 + timedelta(minutes=14)).isoformat()
+    newer = await owner_client.post(f"/api/inbox/{conversation_id}/dismiss", params={"seen": stale})
+    assert newer.status_code == 409
+    assert newer.json()["error"] == "newer_message"
+    assert len((await owner_client.get("/api/inbox")).json()["items"]) == 2
+    seen = (T0 + timedelta(minutes=15)).isoformat()
+    resp = await owner_client.post(f"/api/inbox/{conversation_id}/dismiss", params={"seen": seen})
     assert resp.status_code == 200, resp.text
     assert resp.json() == {
         "conversationId": conversation_id,

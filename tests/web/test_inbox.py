@@ -173,7 +173,13 @@ async def test_no_reply_needed_removes_the_row(
     app: Any, web: Browser, device_client: httpx.AsyncClient
 ) -> None:
     world = await _world(app, device_client)
-    resp = await web.htmx(f"/inbox/{world['sam']}/dismiss")
+    page = (await web.get("/")).text
+    seen = re.findall(r'name="seen" value="([^"]+)"', page)
+    assert len(seen) == 2
+    stale = await web.htmx(f"/inbox/{world['sam']}/dismiss", {"seen": "2026-03-02T09:02:00Z"})
+    assert stale.status_code == 409
+    assert "A newer message arrived" in text_of(stale.text)
+    resp = await web.htmx(f"/inbox/{world['sam']}/dismiss", {"seen": seen[1]})
     assert resp.status_code == 200
     assert resp.text == ""
     assert "Marked as needing no reply." in resp.headers["HX-Trigger"]

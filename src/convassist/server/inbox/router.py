@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -29,9 +30,17 @@ async def list_inbox(
 
 
 @router.post(
-    "/{conversation_id}/dismiss", response_model=DismissOut, responses=error_responses(404)
+    "/{conversation_id}/dismiss", response_model=DismissOut, responses=error_responses(404, 409)
 )
-async def dismiss(conversation_id: uuid.UUID, _: OwnerDep, session: SessionDep) -> DismissOut:
+async def dismiss(
+    conversation_id: uuid.UUID,
+    _: OwnerDep,
+    session: SessionDep,
+    seen: Annotated[
+        datetime | None,
+        Query(description="The `awaitingReplySince` you saw: a newer message is not dismissed."),
+    ] = None,
+) -> DismissOut:
     """No reply needed: the conversation leaves the inbox and its suggestions are retired
     (ready ones are rejected with the reason `no_reply_needed`)."""
-    return await service.dismiss(session, conversation_id)
+    return await service.dismiss(session, conversation_id, seen=seen)

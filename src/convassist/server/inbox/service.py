@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, Row, and_, or_, select, true, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from convassist.core.errors import NotFound
+from convassist.core.errors import Conflict, NotFound
 from convassist.core.logging import get_logger
 from convassist.server.conversations.schemas import MessageOut
 from convassist.server.conversations.service import conversation_views
@@ -248,13 +248,24 @@ async def send_devices(session: AsyncSession) -> list[str]:
     return list(rows.scalars())
 
 
-async def dismiss(session: AsyncSession, conversation_id: uuid.UUID) -> DismissOut:
-    """ "No reply needed": the conversation stops waiting and its pending suggestions are
-    retired; ready (completed) ones are also rejected with the reason `no_reply_needed`."""
+async def dismiss(
+    session: AsyncSession, conversation_id: uuid.UUID, *, seen: datetime | None = None
+) -> DismissOut:
+    """No reply needed: the conversation stops waiting and its pending suggestions are
+    retired; ready (completed) ones are also rejected with the reason `no_reply_needed`.
+
+    `seen`: the `awaiting_reply_since` the owner saw; a newer message waiting since then is
+    not dismissed unseen (409 `newer_message`, nothing changes)."""
     conversation = await session.get(Conversation, conversation_id)
     if conversation is None:
         raise NotFound("No such conversation.", code="conversation_not_found")
-    was_waiting = conversation.awaiting_reply_since is not None
+    waiting = conversation.awaiting_reply_since
+    if seen is not None and waiting is not None and waiting > seen:
+        raise Conflict(
+            "A newer message arrived in this conversation; read it before dismissing.",
+            code="newer_message",
+        )
+    was_waiting = waiting is not None
     conversation.awaiting_reply_since = None
     now = utcnow()
     pending = and_(

@@ -8,6 +8,7 @@ Without JavaScript every form still works as a plain post that comes back to `/`
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query, Request
@@ -98,10 +99,14 @@ async def send(
 
 @router.post("/inbox/{conversation_id}/dismiss")
 async def dismiss(
-    conversation_id: uuid.UUID, request: Request, viewer: FormViewer, session: SessionDep
+    conversation_id: uuid.UUID,
+    request: Request,
+    viewer: FormViewer,
+    session: SessionDep,
+    seen: Annotated[datetime | None, Form()] = None,
 ) -> Response:
     """No reply needed: HTMX removes the row (empty answer); a plain post comes back."""
-    await service.dismiss(session, conversation_id)
+    await service.dismiss(session, conversation_id, seen=seen)
     if not is_htmx(request):
         return RedirectResponse("/", status_code=303)
     return Response("", headers=triggers(toast="Marked as needing no reply."))
