@@ -31,6 +31,7 @@ from convassist.ml.settings import MLSettings
 from convassist.ml.state import MLState
 from convassist.ml.training import router as training_router
 from convassist.ml.training.service import TrainingJobs
+from convassist.ml.training.yielding import GenerationMarks
 
 
 def create_app(settings: MLSettings | None = None, llm: LLMManager | None = None) -> FastAPI:
@@ -39,7 +40,9 @@ def create_app(settings: MLSettings | None = None, llm: LLMManager | None = None
     manager = llm or LLMManager(load_backend(settings))
     metrics = Metrics()
     cache = make_cache(settings)
-    service = GenerationService(manager, cache, metrics)
+    service = GenerationService(
+        manager, cache, metrics, GenerationMarks(settings.generation_marks_dir)
+    )
     adapters = AdapterService(manager, make_adapter_store(settings))
 
     state = MLState(

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from convassist.core.settings import CommonSettings, default_cache_dir
 from convassist.core.training import DEFAULT_BATCH_SIZE, DEFAULT_MAX_CONTEXT
+from convassist.ml.training.yielding import TrainPriority
 
 Backend = Literal["llama", "openai"]
 ExtraBufts = Literal["auto", "on", "off"]
@@ -172,6 +173,20 @@ class MLSettings(CommonSettings):
         description="Put the LoRA on the top this many layers (the backward pass stops "
         "there: fewer is faster); unset = the top half; the model's layer count = all.",
     )
+    train_priority: TrainPriority = Field(
+        "idle",
+        validation_alias="ML_SERVICE_TRAIN_PRIORITY",
+        description="CPU priority of a training job's process: idle = only CPU time nothing "
+        "else wants (Linux SCHED_IDLE, nice 19), low = SCHED_BATCH and nice 19, normal = "
+        "unchanged.",
+    )
+    train_yield_seconds: float = Field(
+        30.0,
+        validation_alias="ML_SERVICE_TRAIN_YIELD_SECONDS",
+        ge=0,
+        description="A training job pauses between steps while a generation runs on this "
+        "machine, at most this many seconds in a row (then it takes a step); 0 = never pauses.",
+    )
     training_queue_name: str = Field(
         DEFAULT_TRAINING_QUEUE_NAME,
         validation_alias="ML_SERVICE_TRAINING_QUEUE_NAME",
@@ -197,6 +212,11 @@ class MLSettings(CommonSettings):
     def adapters_dir(self) -> Path:
         """The adapters (without Redis), or this instance's cache of the shared ones."""
         return self.data_dir / "adapters"
+
+    @property
+    def generation_marks_dir(self) -> Path:
+        """One empty file per generation in flight on this machine (training pauses)."""
+        return self.data_dir / "ml" / "generating"
 
     def runner_env(self) -> dict[str, str]:
         """What a training job's process needs to use this process's adapter store."""

@@ -28,6 +28,7 @@ from convassist.ml.runtime.saq import SaqJobs, quiet_saq_logs, saq_queue
 from convassist.ml.settings import MLSettings
 from convassist.ml.training.service import OnCompleted, training_kind
 from convassist.ml.training.supervise import KILL_GRACE_SECONDS
+from convassist.ml.training.yielding import GenerationMarks
 
 log = get_logger("convassist.ml.worker")
 
@@ -61,7 +62,8 @@ def build_worker(settings: MLSettings, manager: LLMManager) -> Worker[Any]:
     assert settings.redis_url is not None
     queue = saq_queue(settings.redis_url, settings.queue_name, socket_timeout=None)
     metrics = Metrics()
-    service = GenerationService(manager, make_cache(settings), metrics)
+    marks = GenerationMarks(settings.generation_marks_dir)
+    service = GenerationService(manager, make_cache(settings), metrics, marks)
     runtime = SaqJobs(generation_kind(settings, service, metrics), queue, settings.job_heartbeat)
     return _worker(runtime, manager.backend.max_concurrency, service.cache.close)
 

@@ -101,6 +101,9 @@ async def test_a_job_trains_evaluates_stores_and_activates_its_adapter(
     assert metrics["heldOutConversations"] == 2 and metrics["epochs"] == 1
     assert metrics["trainTokens"] > 0 and metrics["tokensPerSecond"] > 0
     assert metrics["durationSeconds"] > 0 and math.isfinite(metrics["finalLoss"])
+    # It trained at the lowest priority, on the configured threads, never paused.
+    assert metrics["priority"] == "idle" and metrics["threads"] == 2
+    assert metrics["pauses"] == 0 and metrics["pausedSeconds"] == 0
     # The held-out replies (other conversations) got likelier under the adapter.
     assert metrics["adapterNll"] < metrics["baseNll"]
     assert metrics["basePerplexity"] == pytest.approx(math.exp(metrics["baseNll"]), rel=1e-3)

@@ -1,7 +1,9 @@
 """One generation request end to end: cache lookup, inference, cache store, metrics.
 
 Shared by `POST /generate`, in-process async jobs and the SAQ worker. Never logs the prompt
-or the generated text: only sizes, timings and whether the cache answered.
+or the generated text: only sizes, timings and whether the cache answered. While the model
+works, the generation holds a mark a training job on this machine pauses for
+(`training.yielding`).
 """
 
 from __future__ import annotations
@@ -18,15 +20,23 @@ from convassist.ml.generation.schemas import (
     Timings,
 )
 from convassist.ml.metrics import Metrics
+from convassist.ml.training.yielding import GenerationMarks
 
 log = get_logger("convassist.ml.generate")
 
 
 class GenerationService:
-    def __init__(self, manager: LLMManager, cache: ResponseCache, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        manager: LLMManager,
+        cache: ResponseCache,
+        metrics: Metrics,
+        marks: GenerationMarks,
+    ) -> None:
         self.manager = manager
         self.cache = cache
         self.metrics = metrics
+        self.marks = marks
 
     async def generate(self, request: GenerateRequest) -> GenerateResponse:
         started = time.perf_counter()
@@ -46,7 +56,8 @@ class GenerationService:
             self.metrics.cache.labels("miss").inc()
         else:
             self.metrics.cache.labels("bypass").inc()
-        generation = await self.manager.generate(request.prompt, params)
+        with self.marks.busy():
+            generation = await self.manager.generate(request.prompt, params)
         self.metrics.observe_generation(generation)
         response = generate_response(generation, total_ms=_ms(started))
         if key is not None:

@@ -29,6 +29,7 @@ from convassist.core.training import (
     DEFAULT_TARGET_MODULES,
 )
 from convassist.ml.training.schemas import TrainingStatus
+from convassist.ml.training.yielding import TrainPriority
 
 
 def utcnow() -> str:
@@ -72,6 +73,10 @@ class JobSpec:
     target_modules: list[str] = field(default_factory=lambda: list(DEFAULT_TARGET_MODULES))
     llama_config: Literal["default", "safe"] | None = None
     """The service's llama.cpp configuration (`ml/models/native.py`); None: chosen for this CPU."""
+    priority: TrainPriority = "normal"
+    yield_dir: str | None = None
+    """Where generations in flight leave their marks (`yielding`); None: never pauses."""
+    yield_seconds: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

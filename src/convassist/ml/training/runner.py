@@ -26,10 +26,13 @@ from typing import Any, NoReturn, TextIO
 
 from convassist.core.logging import configure_logging, get_logger
 from convassist.ml.training.files import JobFiles, JobSpec, read_json, utcnow
+from convassist.ml.training.yielding import lower_priority
 
 log = get_logger("convassist.ml.training.runner")
 
 PARENT_CHECK_SECONDS = 0.5
+REPORT_SECONDS = 1.0
+"""Training progress is reported every 5 steps, and after any step a second after the last."""
 
 
 class Stopped(Exception):
@@ -66,13 +69,12 @@ class Reporter:
         self.update(status=status, completedAt=utcnow(), **changes)
 
 
-def run(files: JobFiles, reporter: Reporter) -> None:
+def run(files: JobFiles, spec: JobSpec, reporter: Reporter, policy: str) -> None:
     from convassist.ml.adapters.factory import make_adapter_store
     from convassist.ml.settings import MLSettings
     from convassist.ml.training import dataset
 
     started = time.perf_counter()
-    spec = JobSpec.from_json(read_json(files.spec) or {})
     samples = dataset.read_samples(files.samples)
     kept = dataset.usable(samples)
     train_samples, heldout_samples = dataset.split_by_conversation(kept, spec.holdout_fraction)
@@ -90,6 +92,7 @@ def run(files: JobFiles, reporter: Reporter) -> None:
         "maxLength": spec.max_length,
         "batchSize": spec.batch_size,
         "seed": spec.seed,
+        "priority": policy,
     }
     if not train_samples:
         raise ValueError(
@@ -102,7 +105,10 @@ def run(files: JobFiles, reporter: Reporter) -> None:
     reporter.update(progress=5, metrics=metrics)
     log.info("training_prepared", job_id=spec.job_id, train=len(train_examples))
 
+    import torch
+
     from convassist.ml.training import export, trainer
+    from convassist.ml.training.yielding import StepPause
 
     config = trainer.TrainConfig(
         epochs=spec.epochs,
@@ -120,9 +126,14 @@ def run(files: JobFiles, reporter: Reporter) -> None:
     peft_model = trainer.add_lora(model, config)
     metrics["loraLayers"] = trainer.lora_layer_count(config, model.config.num_hidden_layers)
     reporter.update(progress=10, metrics=metrics)
+    step_pause = StepPause(Path(spec.yield_dir) if spec.yield_dir else None, spec.yield_seconds)
+
+    last_report = [time.monotonic()]
 
     def on_progress(progress: trainer.Progress) -> None:
-        if progress.step % 5 == 0 or progress.step == progress.total_steps:
+        due = time.monotonic() - last_report[0] >= REPORT_SECONDS or progress.step % 5 == 0
+        if due or progress.step == progress.total_steps:
+            last_report[0] = time.monotonic()
             percent = 10 + int(75 * progress.step / progress.total_steps)
             reporter.update(
                 progress=percent,
@@ -132,6 +143,7 @@ def run(files: JobFiles, reporter: Reporter) -> None:
                     "totalSteps": progress.total_steps,
                     "loss": round(progress.loss, 4),
                     "tokensPerSecond": round(progress.tokens_per_second, 1),
+                    "pausedSeconds": round(step_pause.paused_seconds, 2),
                 },
             )
 
@@ -141,8 +153,12 @@ def run(files: JobFiles, reporter: Reporter) -> None:
         config,
         pad_id=int(model.config.eos_token_id or 0),
         on_progress=on_progress,
+        pause=step_pause.wait,
     )
     metrics.update(
+        threads=torch.get_num_threads(),
+        pauses=step_pause.pauses,
+        pausedSeconds=round(step_pause.paused_seconds, 2),
         steps=result.steps,
         trainTokens=result.tokens,
         trainSeconds=round(result.seconds, 2),
@@ -215,6 +231,10 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: python -m convassist.ml.training.runner JOB_DIR", file=sys.stderr)
         return 2
+    files = JobFiles(Path(argv[0]))
+    spec = JobSpec.from_json(read_json(files.spec) or {})
+    # First of all, while this is the only thread: new threads inherit the priority.
+    policy = lower_priority(spec.priority)
     configure_logging(os.environ.get("CONVASSIST_LOG_LEVEL", "INFO"), "json", "trainer")
     # Before torch/transformers are imported: no progress bars or library chatter in the log.
     os.environ.setdefault("TQDM_DISABLE", "1")
@@ -223,12 +243,11 @@ def main(argv: list[str]) -> int:
     # Reports go to the supervisor on the original stdout; stray prints go to the log.
     reports = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)
-    files = JobFiles(Path(argv[0]))
     reporter = Reporter(reports)
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         reporter.update()
-        run(files, reporter)
+        run(files, spec, reporter, policy)
     except Stopped as exc:
         reporter.finish("cancelled", error=str(exc))
         log.info("training_stopped", status="cancelled")

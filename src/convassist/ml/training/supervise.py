@@ -79,6 +79,9 @@ def job_spec(
         threads=settings.train_threads,
         lora_layers=settings.train_lora_layers,
         llama_config=served.native.config.name,
+        priority=settings.train_priority,
+        yield_dir=str(settings.generation_marks_dir),
+        yield_seconds=settings.train_yield_seconds,
     )
 
 
