@@ -12,7 +12,14 @@ two warm-up rounds), alternating:
 * raw: `POST /generate` on the ML service with that suggestion's prompt and the Suggester's
   parameters (3 candidates, 64 tokens, temperature 0.7, no seed: never cached).
 
-Reported: medians, p95, and the ratio ready / raw (1.0 = the loop adds nothing).
+Reported: medians, p95, the hand-over (the sync's response to the suggestion row's
+`createdAt`), and the ratio ready / raw (1.0 = the loop adds nothing).
+
+Measured 2026-12-01 on a shared 2-core AMD EPYC (other jobs running), PostgreSQL, the
+default model (SmolLM2-135M): sync p50 15-26 ms; hand-over p50 6.5 ms; ready p50 1.3-3.5 s
+against raw 0.8-2.7 s, ready / raw 1.3-1.7 at p50 (15 runs: 1,317 vs 768 ms, 1.71; 8 runs
+twice: 3,478 vs 2,663 ms and 3,537 vs 2,702 ms, 1.31). The rest of the gap is the async path
+(job queue, the reads polling it while the model runs on the same two cores).
 
     .venv/bin/python bench/suggest_latency.py [--runs 10] [--sqlite] [--poll 25]
 """
@@ -85,8 +92,9 @@ async def until_ready(api: httpx.AsyncClient, conversation: str, poll: float) ->
 
 async def measure(
     server: str, ml: str, args: argparse.Namespace
-) -> tuple[list[float], list[float], list[float]]:
+) -> tuple[list[float], list[float], list[float], list[float]]:
     syncs: list[float] = []
+    queued: list[float] = []
     ready: list[float] = []
     raw: list[float] = []
     async with httpx.AsyncClient(base_url=server, timeout=120) as client:
@@ -103,6 +111,7 @@ async def measure(
             started = time.perf_counter()
             synced = await device.post("/api/sync/messages", json=batch(n))
             sync_s = time.perf_counter() - started
+            synced_at = datetime.now(UTC)
             assert synced.status_code == 200, synced.text
             item = await until_ready(api, synced.json()["conversationId"], args.poll / 1000)
             ready_s = time.perf_counter() - started
@@ -121,10 +130,12 @@ async def measure(
             raw_s = time.perf_counter() - started
             assert resp.status_code == 200 and not resp.json()["cached"], resp.text
             if n >= 0:
+                created = datetime.fromisoformat(item["createdAt"])
+                queued.append((created - synced_at).total_seconds() * 1000)
                 syncs.append(sync_s * 1000)
                 ready.append(ready_s * 1000)
                 raw.append(raw_s * 1000)
-    return syncs, ready, raw
+    return syncs, queued, ready, raw
 
 
 def main() -> int:
@@ -141,13 +152,14 @@ def main() -> int:
         else:
             database = asyncio.run(create_database(f"convassist_bench_sl_{uuid.uuid4().hex[:6]}"))
         with ml_and_server(tmp, DATABASE_URL=database) as (ml, server):
-            syncs, ready, raw = asyncio.run(measure(server, ml, args))
+            syncs, queued, ready, raw = asyncio.run(measure(server, ml, args))
 
     print(
         f"{args.runs} runs after 2 warm-up, database: {'SQLite' if args.sqlite else 'PostgreSQL'}"
     )
     for name, values in (
         ("sync request (POST /api/sync/messages)", syncs),
+        ("sync response to suggestion row (queued)", queued),
         ("sync to suggestions ready", ready),
         (f"raw ML POST /generate (n={CANDIDATES})", raw),
     ):

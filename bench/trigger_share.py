@@ -14,6 +14,13 @@ Each incoming message is judged as if it were the newest of its conversation
 
 Smart Reply triggered on about 11% of emails (Kannan et al., KDD 2016).
 
+Measured 2026-12-01 (AMD EPYC): Chit-Chat 100.0% per message (243,011 of 243,046: 33 empty,
+2 numbers next to the word "code" taken for one-time codes) and per turn (135,575 of
+135,587); chat.db fixtures 78.4% (29 of 37: 5 placeholders only, 1 sticker, 1 one-time code,
+1 sticker reaction as text); the gate takes about 7 µs a message. The gate only leaves out
+what nobody answers with a sentence, and Chit-Chat is all conversation; Smart Reply's 11%
+is of email, most of which needs no reply, and came from a learned triggering model.
+
     .venv/bin/python bench/trigger_share.py   # CONVASSIST_SHARED_DIR picks the shared dir
 """
 
