@@ -132,6 +132,21 @@ async def test_send_a_suggestion_as_is_with_one_tap(
     assert len(await _outbox(app)) == 1
 
 
+async def test_a_queued_reply_names_the_devices_that_may_send_it(
+    app: Any, web: Browser, owner_client: httpx.AsyncClient, device_client: httpx.AsyncClient
+) -> None:
+    world = await _world(app, device_client)
+    [device] = (await owner_client.get("/api/devices")).json()
+    allowed = await owner_client.patch(f"/api/devices/{device['id']}", json={"maySend": True})
+    assert allowed.status_code == 200, allowed.text
+    resp = await web.htmx(f"/inbox/{world['jo']}/send", {"text": "sending them now"})
+    assert resp.status_code == 200
+    assert f"Queued sending from {device['name']}" in text_of(resp.text)
+    assert 'role="status"' in resp.text
+    sending = text_of((await web.get("/")).text.split('class="card inbox-sending"')[1])
+    assert f"sending them now Queued sending from {device['name']}" in sending
+
+
 async def test_edit_then_send_and_own_words_without_javascript(
     app: Any, web: Browser, device_client: httpx.AsyncClient
 ) -> None:
