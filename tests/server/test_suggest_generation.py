@@ -133,6 +133,7 @@ async def test_after_a_restart_the_sweep_queues_what_was_never_handed_over(
     [response_id] = await restarted.sweep()
     assert await restarted.sweep() == []  # once
     assert await app.state.suggester.drain() == []  # the old process's notice is moot too
-    row = await ready(app, ml, response_id)
-    assert row.auto and row.status is ResponseStatus.COMPLETED
-    assert len(row.candidates) == CANDIDATES
+    async with app.state.sessionmaker() as session:
+        row = await session.get(GeneratedResponse, response_id)
+    assert row is not None and row.auto and row.ml_job_id  # handed to the ML service
+    assert row.status in (ResponseStatus.GENERATING, ResponseStatus.COMPLETED)
