@@ -4,6 +4,7 @@ SQLite and PostgreSQL; no ML service here (see test_suggest_generation.py for th
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -24,7 +25,7 @@ from convassist.server.models import (
     SampleSource,
     TrainingSample,
 )
-from convassist.server.suggest.service import MAX_ATTEMPTS
+from convassist.server.suggest.service import MAX_ATTEMPTS, Suggester
 from tests.support.chats import message, sync
 from tests.support.services import ML_TOKEN, free_port
 
@@ -345,3 +346,42 @@ async def test_a_waiting_conversation_follows_an_unsent_message_a_dismissed_one_
         )
     await chat(device_client, [{**older, "text": "are you free friday??"}])
     assert await awaiting(app, conversation) is None
+
+
+async def test_the_running_suggester_sweeps_at_start_and_follows_notices(
+    app: Any, device_client: httpx.AsyncClient, dead_ml: Any
+) -> None:
+    t0 = start()
+    await chat(device_client, [message("in-1", 0, "dinner tonight?", start=t0, sender=FRIEND)])
+    # The server restarted before its Suggester got to it.
+    restarted = Suggester(app.state.sessionmaker, dead_ml.ml, dead_ml.policy)
+    app.state.suggester = restarted
+
+    async def tried(guids: set[str]) -> None:
+        for _ in range(100):
+            async with app.state.sessionmaker() as session:
+                found = set(
+                    (
+                        await session.execute(
+                            select(Message.imessage_guid).join(
+                                GeneratedResponse, GeneratedResponse.message_id == Message.id
+                            )
+                        )
+                    ).scalars()
+                )
+            if found == guids:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"tried {found}, not {guids}")
+
+    restarted.start()
+    try:
+        await tried({"in-1"})  # the start-up sweep
+        await chat(
+            device_client,
+            [message("in-2", 0, "you there?", start=t0, sender="+15550002222")],
+            chat="iMessage;-;+15550002222",
+        )
+        await tried({"in-1", "in-2"})  # the notice wakes it
+    finally:
+        await restarted.stop()
