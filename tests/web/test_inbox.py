@@ -67,7 +67,7 @@ async def _outbox(app: Any) -> list[OutboxMessage]:
 
 async def _suggestion(app: Any, response_id: uuid.UUID) -> GeneratedResponse:
     async with app.state.sessionmaker() as session:
-        row = await session.get(GeneratedResponse, response_id)
+        row: GeneratedResponse | None = await session.get(GeneratedResponse, response_id)
         assert row is not None
         return row
 
