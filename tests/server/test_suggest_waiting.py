@@ -227,7 +227,7 @@ async def test_a_newer_message_retires_older_suggestions(
 
 
 async def test_a_reply_from_the_phone_becomes_a_replied_sample_for_the_suggestion_it_beat(
-    app: Any, device_client: httpx.AsyncClient
+    app: Any, device_client: httpx.AsyncClient, owner_client: httpx.AsyncClient
 ) -> None:
     t0 = start()
     conversation = await chat(
@@ -251,6 +251,13 @@ async def test_a_reply_from_the_phone_becomes_a_replied_sample_for_the_suggestio
     assert sample.expected_output == "tonight works, 8?"
     # Syncing the reply again changes nothing.
     await chat(device_client, [message("out-1", 1, " tonight works, 8? ", start=t0)])
+    assert len(await samples(app)) == 1
+    # The beaten suggestion can no longer be accepted (it has its sample).
+    acted = await owner_client.post(
+        f"/api/responses/{beaten}/action", json={"action": "accept", "candidateIndex": 0}
+    )
+    assert acted.status_code == 409, acted.text
+    assert acted.json()["error"] == "already_acted"
     assert len(await samples(app)) == 1
 
 

@@ -272,6 +272,8 @@ async def act(
         if row.status in (ResponseStatus.GENERATING, ResponseStatus.FAILED):
             raise Conflict(f"This suggestion is {row.status.value}; nothing to act on.")
         raise Conflict(f"This suggestion was already {row.status.value}.", code="already_acted")
+    if view.sample_id is not None:  # the owner answered from the phone (suggest.waiting)
+        raise Conflict("The owner already replied to this message.", code="already_acted")
     index = body.candidate_index or 0
     if index >= len(row.candidates):
         raise Unprocessable(
