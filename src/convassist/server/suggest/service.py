@@ -94,8 +94,9 @@ class Suggester:
                     await self.sweep()
                     next_sweep = time.monotonic() + self.sweep_interval
                 await self.drain()
-            except Exception:  # a database hiccup must not end the loop
-                log.exception("suggester_failed")
+            except Exception as exc:  # a database hiccup must not end the loop
+                # Only the type: a database error's text may carry a prompt's parameters.
+                log.warning("suggester_failed", error_type=type(exc).__name__)
             with contextlib.suppress(TimeoutError):
                 timeout = max(next_sweep - time.monotonic(), 0.0)
                 await asyncio.wait_for(self._wake.wait(), timeout=timeout)
