@@ -180,6 +180,10 @@ async def sync_messages(
         message_count, last_message_at = await _refresh_conversation(
             session, conversation_id, inserted, now
         )
+        # The outbox's sends that this batch shows in chat.db become confirmed.
+        await confirm_sent(
+            session, conversation_id, [m for m in to_write if m.imessage_guid not in stored]
+        )
         waiting = await refresh_waiting(
             session,
             conversation_id,
@@ -187,10 +191,6 @@ async def sync_messages(
             new=[m for m in to_write if m.imessage_guid not in stored],
             policy=policy,
             now=now,
-        )
-        # The outbox's sends that this batch shows in chat.db become confirmed.
-        await confirm_sent(
-            session, conversation_id, [m for m in to_write if m.imessage_guid not in stored]
         )
     await session.execute(
         update(DEVICES)
