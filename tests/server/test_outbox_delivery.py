@@ -348,10 +348,7 @@ async def test_sending_logs_no_text(
     device_client: httpx.AsyncClient,
     owner_client: httpx.AsyncClient,
     capsys: pytest.CaptureFixture[str],
-    database_url: str,
 ) -> None:
-    if database_url.startswith("sqlite"):
-        pytest.skip("aiosqlite's own DEBUG lines carry SQL parameters (as in test_privacy)")
     secrets = ["meet me at Zanzibar Lane", "the door code is 918273", "AppleScript said Priya"]
     conversation, msg = await waiting_message(app, device_client, owner_client, sender=SENDER)
     response = await suggestion(app, msg, [secrets[0]])

@@ -18,12 +18,6 @@ pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
 SECRETS = ["the vault code is 918273", "meet me at Zanzibar Lane", "Priya Kowalczyk"]
 
 
-@pytest.fixture(params=["postgresql"])
-def database_url(request: pytest.FixtureRequest) -> str:
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
 async def test_a_whole_session_logs_no_content(
     app: object,
     owner_client: httpx.AsyncClient,

@@ -67,6 +67,8 @@ def configure_logging(level: str = "INFO", fmt: LogFormat = "auto", component: s
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
+    # aiosqlite logs every statement with its parameters (message text) at DEBUG.
+    logging.getLogger("aiosqlite").setLevel(max(logging.INFO, root.level))
 
 
 def _add_component(component: str) -> structlog.types.Processor:
