@@ -95,17 +95,32 @@ def recorded(args: Path) -> list[str]:
     return args.read_bytes().decode().split("\0")[:-1]
 
 
-@pytest.mark.parametrize("guid", ["iMessage;-;+15550001111", "iMessage;+;chat123456789"])
+@pytest.mark.parametrize(
+    ("guid", "fallbacks"),
+    [
+        ("iMessage;-;+15550001111", ["+15550001111", "SMS;-;+15550001111"]),
+        ("iMessage;+;chat123456789", ["", "SMS;+;chat123456789"]),
+        # macOS 15+ stores `any;` guids, which Messages' AppleScript often does not know.
+        (
+            "any;-;friend@example.com",
+            ["friend@example.com", "iMessage;-;friend@example.com", "SMS;-;friend@example.com"],
+        ),
+        ("any;+;chat42", ["", "iMessage;+;chat42", "SMS;+;chat42"]),
+        ("chat-without-service", [""]),
+    ],
+)
 async def test_applescript_passes_guid_and_text_as_arguments_never_in_the_script(
-    fake_osascript: Path, guid: str
+    fake_osascript: Path, guid: str, fallbacks: list[str]
 ) -> None:
     await AppleScriptSender().send(item(TRICKY, guid=guid))
     argv = recorded(fake_osascript)
     script = [part for line in SCRIPT for part in ("-e", line)]
-    assert argv == [*script, guid, TRICKY]
+    assert argv == [*script, guid, TRICKY, *fallbacks]
     assert SCRIPT[0] == "on run argv" and SCRIPT[-1] == "end run"
     assert 'tell application "Messages"' in SCRIPT
-    assert "send messageText to chat id chatGuid" in SCRIPT
+    assert "send messageText to chat id (contents of chatGuid)" in SCRIPT
+    # Only "no such chat" moves on to the next address: nothing can be sent twice.
+    assert "if errorNumber is not -1728 then error errorText number errorNumber" in SCRIPT
     assert not any(TRICKY in line or guid in line for line in SCRIPT)
 
 

@@ -5,6 +5,12 @@ so no text is ever spliced into AppleScript source (quotes, backslashes, newline
 leading `-` all arrive as typed). The guid goes first: it never starts with `-`, so osascript's
 option parsing stops before the text. `chat id` works for individual and group chats alike.
 
+Newer macOS versions store chat guids as `any;-;<handle>` / `any;+;chat…`, which Messages'
+AppleScript often does not know (error -1728). The script therefore tries the guid as stored,
+then the same chat under the `iMessage` and `SMS` services, and for an individual chat lastly
+the handle as a participant of the iMessage account. Only "no such chat" (-1728) moves on to
+the next form, so nothing is ever sent twice; any other error ends the script.
+
 osascript's failures are mapped to reasons from the last AppleScript error number in its
 stderr; stderr itself is never passed on (it can quote the script's arguments).
 """
@@ -23,13 +29,26 @@ __all__ = ["SCRIPT", "AppleScriptSender", "osascript_argv"]
 
 SCRIPT = (
     "on run argv",
-    "set chatGuid to item 1 of argv",
     "set messageText to item 2 of argv",
+    "set participantHandle to item 3 of argv",
+    "set chatIds to {item 1 of argv}",
+    "if (count of argv) > 3 then set chatIds to chatIds & (items 4 thru -1 of argv)",
     'tell application "Messages"',
-    "send messageText to chat id chatGuid",
+    "repeat with chatGuid in chatIds",
+    "try",
+    "send messageText to chat id (contents of chatGuid)",
+    "return",
+    "on error errorText number errorNumber",
+    "if errorNumber is not -1728 then error errorText number errorNumber",
+    "end try",
+    "end repeat",
+    'if participantHandle is "" then error "no such chat" number -1728',
+    "set iMessageAccount to 1st account whose service type = iMessage",
+    "send messageText to participant participantHandle of iMessageAccount",
     "end tell",
     "end run",
 )
+_SERVICES = ("iMessage", "SMS")
 _ERROR_NUMBER = re.compile(r"\((-\d+)\)")
 _REASONS = {
     -1728: "Messages has no chat with this guid",
@@ -42,10 +61,22 @@ _REASONS = {
 }
 
 
+def chat_addresses(chat_guid: str) -> tuple[list[str], str]:
+    """The chat ids to try after the stored guid, and the participant handle ("" for a
+    group) to fall back on: `service;-;handle` or `service;+;chat…` under each service."""
+    service, separator, identifier = [*chat_guid.split(";", 2), "", ""][:3]
+    if separator not in ("-", "+") or not identifier:
+        return [], ""
+    others = [f"{other};{separator};{identifier}" for other in _SERVICES if other != service]
+    return others, identifier if separator == "-" else ""
+
+
 def osascript_argv(program: str, chat_guid: str, text: str) -> list[str]:
-    """The command line: the constant script, then the guid and the text as arguments."""
+    """The command line: the constant script, then as arguments the guid, the text, the
+    participant handle and the other chat ids to try."""
     script = [part for line in SCRIPT for part in ("-e", line)]
-    return [program, *script, chat_guid, text]
+    others, handle = chat_addresses(chat_guid)
+    return [program, *script, chat_guid, text, handle, *others]
 
 
 def _reason(returncode: int, stderr: bytes) -> str:
