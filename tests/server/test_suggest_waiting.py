@@ -392,3 +392,35 @@ async def test_the_running_suggester_sweeps_at_start_and_follows_notices(
         await tried({"in-1", "in-2"})  # the notice wakes it
     finally:
         await restarted.stop()
+
+
+async def test_one_live_automatic_suggestion_per_message_whatever_races(
+    app: Any, device_client: httpx.AsyncClient
+) -> None:
+    """Two servers sweeping at once: the database keeps one live `auto` suggestion per
+    message; failed ones and the owner's own requests do not count."""
+    from sqlalchemy.exc import IntegrityError
+
+    t0 = start()
+    await chat(device_client, [message("in-1", 0, "dinner tonight?", start=t0, sender=FRIEND)])
+    target = await message_id(app, "in-1")
+
+    async def add(status: ResponseStatus, *, auto: bool = True) -> None:
+        async with app.state.sessionmaker.begin() as session:
+            session.add(GeneratedResponse(message_id=target, prompt="p", status=status, auto=auto))
+
+    await add(ResponseStatus.FAILED)
+    await add(ResponseStatus.FAILED)
+    await add(ResponseStatus.GENERATING)
+    await add(ResponseStatus.COMPLETED, auto=False)  # the owner asked for more
+    with pytest.raises(IntegrityError):
+        await add(ResponseStatus.GENERATING)
+    # The Suggester sees the taken message and queues nothing.
+    assert await app.state.suggester.suggest(await conversation_of(app)) is None
+
+
+async def conversation_of(app: Any) -> uuid.UUID:
+    async with app.state.sessionmaker() as session:
+        found = await session.scalar(select(Conversation.id))
+        assert found is not None
+        return found

@@ -29,7 +29,8 @@ from sqlalchemy import (
 from sqlalchemy import text as sql_text
 from sqlalchemy.dialects.postgresql import distinct_on
 
-from convassist.server.models import Message, UTCDateTime
+from convassist.server.model_base import UTCDateTime
+from convassist.server.models import Message
 
 WORD = re.compile(r"[^\W_]+")
 MAX_WORDS = 8

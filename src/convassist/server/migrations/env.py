@@ -10,7 +10,8 @@ from alembic.autogenerate.api import AutogenContext
 from sqlalchemy.engine import Connection
 
 from convassist.core.db import create_engine
-from convassist.server.models import Base, UTCDateTime
+from convassist.server.model_base import UTCDateTime
+from convassist.server.models import Base
 
 config = context.config
 target_metadata = Base.metadata

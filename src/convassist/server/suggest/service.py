@@ -21,6 +21,7 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from convassist.core.db import session_scope
@@ -147,6 +148,9 @@ class Suggester:
                 return view.row.id
         except AppError as exc:  # stored as `failed`; the sweep tries again
             log.warning("auto_suggest_failed", conversation_id=str(conversation_id), error=exc.code)
+            return None
+        except IntegrityError:  # another server queued it first (one live auto per message)
+            log.info("auto_suggest_taken", conversation_id=str(conversation_id))
             return None
 
     def _cutoff(self) -> datetime:

@@ -33,7 +33,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from convassist.core.db import upsert_insert
-from convassist.server.models import Conversation, Message, UTCDateTime
+from convassist.server.model_base import UTCDateTime
+from convassist.server.models import Conversation, Message
 from convassist.server.sync.schemas import SyncMessage, SyncMessagesRequest
 
 MESSAGES: Table = Message.__table__  # type: ignore[assignment]

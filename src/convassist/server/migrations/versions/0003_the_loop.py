@@ -116,12 +116,23 @@ def upgrade() -> None:
             sa.Column("auto", sa.Boolean(), server_default=sa.false(), nullable=False)
         )
         batch_op.add_column(sa.Column("retired_at", sa.DateTime(timezone=True), nullable=True))
+        batch_op.create_index("ix_generated_responses_created_at", ["created_at"], unique=False)
+        live_auto = sa.text("auto AND status != 'failed'")
+        batch_op.create_index(
+            "uq_generated_responses_auto_message_id",
+            ["message_id"],
+            unique=True,
+            sqlite_where=live_auto,
+            postgresql_where=live_auto,
+        )
 
 
 def downgrade() -> None:
     op.execute("DELETE FROM training_samples WHERE source = 'replied'")
     _sample_sources(OLD_SOURCES)
     with op.batch_alter_table("generated_responses", schema=None) as batch_op:
+        batch_op.drop_index("uq_generated_responses_auto_message_id")
+        batch_op.drop_index("ix_generated_responses_created_at")
         batch_op.drop_column("retired_at")
         batch_op.drop_column("auto")
 
