@@ -206,23 +206,25 @@ async def list_messages(
         rows = rows[:limit]
         oldest = rows[-1][0]
         next_cursor = encode_cursor(oldest.sent_at, oldest.id)
-    items = [
-        MessageOut(
-            id=message.id,
-            imessage_guid=message.imessage_guid,
-            sender_id=message.sender_id,
-            sender_name=name,
-            direction=message.direction,
-            message_type=message.message_type,
-            text=message.text,
-            sent_at=message.sent_at,
-            edited_at=message.edited_at,
-            is_unsent=message.is_unsent,
-            reply_to_guid=message.reply_to_guid,
-        )
-        for message, name in reversed(rows)
-    ]
+    items = [message_out(message, name) for message, name in reversed(rows)]
     return MessagePage(items=items, next_cursor=next_cursor)
+
+
+def message_out(message: Message, sender_name: str | None) -> MessageOut:
+    """A message as the API shows it; `sender_name` is its sender's contact name."""
+    return MessageOut(
+        id=message.id,
+        imessage_guid=message.imessage_guid,
+        sender_id=message.sender_id,
+        sender_name=sender_name,
+        direction=message.direction,
+        message_type=message.message_type,
+        text=message.text,
+        sent_at=message.sent_at,
+        edited_at=message.edited_at,
+        is_unsent=message.is_unsent,
+        reply_to_guid=message.reply_to_guid,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from convassist.core.errors import Conflict, NotFound
 from convassist.core.logging import get_logger
 from convassist.server.conversations.schemas import MessageOut
-from convassist.server.conversations.service import conversation_views
+from convassist.server.conversations.service import conversation_views, message_out
 from convassist.server.inbox.schemas import (
     DismissOut,
     InboxItemOut,
@@ -121,24 +121,8 @@ async def _last_messages(
     for message, name in rows:
         shown = grouped[message.conversation_id]
         if len(shown) < LAST_MESSAGES:  # ties on the cut-off's sent_at bring a few more
-            shown.append(_message_out(message, name))
+            shown.append(message_out(message, name))
     return {cid: shown[::-1] for cid, shown in grouped.items()}
-
-
-def _message_out(message: Message, sender_name: str | None) -> MessageOut:
-    return MessageOut(
-        id=message.id,
-        imessage_guid=message.imessage_guid,
-        sender_id=message.sender_id,
-        sender_name=sender_name,
-        direction=message.direction,
-        message_type=message.message_type,
-        text=message.text,
-        sent_at=message.sent_at,
-        edited_at=message.edited_at,
-        is_unsent=message.is_unsent,
-        reply_to_guid=message.reply_to_guid,
-    )
 
 
 async def _sending(session: AsyncSession) -> list[InboxSendingOut]:
