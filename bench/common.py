@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import socket
@@ -125,6 +126,59 @@ async def create_database(name: str) -> str:
     finally:
         await conn.close()
     return POSTGRES.rsplit("/", 1)[0] + f"/{name}"
+
+
+async def drop_database(name: str) -> None:
+    """Drop the PostgreSQL database `name` (created by `create_database`), if it exists."""
+    import asyncpg
+
+    conn = await asyncpg.connect(POSTGRES)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@contextmanager
+def bench_database(tmp: Path, name: str, *, sqlite: bool) -> Iterator[str]:
+    """A new database for one run: a SQLite file in `tmp`, or the PostgreSQL database `name`
+    (dropped when the block ends); yields its URL."""
+    if sqlite:
+        yield f"sqlite:///{tmp / 'bench.sqlite3'}"
+        return
+    url = asyncio.run(create_database(name))
+    try:
+        yield url
+    finally:
+        asyncio.run(drop_database(name))
+
+
+@contextmanager
+def server_on(database_url: str, data: Path, **settings: str) -> Iterator[str]:
+    """The API server on a migrated database (data dir and `server.log` in `data`), plus
+    `settings`, until the block ends; yields its base URL."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = service_env(
+        DATABASE_URL=database_url,
+        CONVASSIST_DATA_DIR=str(data),
+        CONVASSIST_LOG_FORMAT="json",
+        CONVASSIST_LOG_LEVEL="WARNING",
+        **settings,
+    )
+    server = ["server", "--port", str(port), "--no-migrate"]
+    with convassist(server, f"{base}/api/health", env, data / "server.log"):
+        yield base
+
+
+def timed(client: httpx.Client, path: str, **kwargs: Any) -> float:
+    """GET `path`: its time in ms; exits on any answer but 200."""
+    start = time.perf_counter()
+    resp = client.get(path, **kwargs)
+    elapsed = (time.perf_counter() - start) * 1000
+    if resp.status_code != 200:
+        raise SystemExit(f"GET {path}: {resp.status_code} {resp.text[:300]}")
+    return elapsed
 
 
 async def set_owner(database_url: str) -> None:

@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
     ML_AUTH,
     approved_device,
-    create_database,
+    bench_database,
     ml_and_server,
     owner_headers,
     percentile,
@@ -143,11 +143,11 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="convassist-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        if args.sqlite:
-            database = f"sqlite:///{tmp / 'bench.sqlite3'}"
-        else:
-            database = asyncio.run(create_database(f"convassist_bench_e2e_{uuid.uuid4().hex[:6]}"))
-        with ml_and_server(tmp, DATABASE_URL=database) as (ml, server):
+        name = f"convassist_bench_e2e_{uuid.uuid4().hex[:6]}"
+        with (
+            bench_database(tmp, name, sqlite=args.sqlite) as database,
+            ml_and_server(tmp, DATABASE_URL=database) as (ml, server),
+        ):
             direct, through_server = asyncio.run(measure(server, ml, args))
 
     differences = [s - d for s, d in zip(through_server, direct, strict=True)]

@@ -38,13 +38,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (
     PASSWORD,
-    convassist,
     create_database,
-    free_port,
-    service_env,
+    drop_database,
+    server_on,
     set_owner,
+    timed,
 )
-from bench.ui import drop_database, load
+from bench.ui import load
 
 from convassist.server import migrate
 
@@ -150,15 +150,6 @@ async def raw_timer(url: str, statements: list[tuple[str, Any]]) -> Any:
     return conn, run
 
 
-def timed(client: httpx.Client, path: str, **kwargs: Any) -> float:
-    start = time.perf_counter()
-    resp = client.get(path, **kwargs)
-    elapsed = (time.perf_counter() - start) * 1000
-    if resp.status_code != 200:
-        raise SystemExit(f"GET {path}: {resp.status_code} {resp.text[:300]}")
-    return elapsed
-
-
 def measure(
     base: str, url: str, statements: list[tuple[str, Any]], requests: int
 ) -> dict[str, list[float]]:
@@ -255,24 +246,12 @@ def main() -> None:
         )
         asyncio.run(set_owner(database_url))
         statements = asyncio.run(captured_statements(database_url))
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        with tempfile.TemporaryDirectory() as data:
-            env = service_env(
-                DATABASE_URL=database_url,
-                CONVASSIST_DATA_DIR=data,
-                CONVASSIST_LOG_FORMAT="json",
-                CONVASSIST_LOG_LEVEL="WARNING",
-                CONVASSIST_AUTO_SUGGEST="false",
-            )
-            with convassist(
-                ["server", "--port", str(port), "--no-migrate"],
-                f"{base}/api/health",
-                env,
-                Path(data) / "server.log",
-            ):
-                results = measure(base, url, statements, args.requests)
-                ok = report(results, args.requests, len(statements))
+        with (
+            tempfile.TemporaryDirectory() as data,
+            server_on(database_url, Path(data), CONVASSIST_AUTO_SUGGEST="false") as base,
+        ):
+            results = measure(base, url, statements, args.requests)
+            ok = report(results, args.requests, len(statements))
     finally:
         if not args.keep:
             asyncio.run(drop_database(name))

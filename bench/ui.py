@@ -37,13 +37,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (
     PASSWORD,
-    POSTGRES,
-    convassist,
     create_database,
-    free_port,
+    drop_database,
     percentile,
-    service_env,
+    server_on,
     set_owner,
+    timed,
 )
 
 from convassist.server import migrate
@@ -133,23 +132,6 @@ async def load(url: str) -> tuple[int, int]:
         await conn.close()
 
 
-async def drop_database(name: str) -> None:
-    conn = await asyncpg.connect(POSTGRES)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
-def timed(client: httpx.Client, path: str, **kwargs: object) -> float:
-    start = time.perf_counter()
-    resp = client.get(path, **kwargs)  # type: ignore[arg-type]
-    elapsed = (time.perf_counter() - start) * 1000
-    if resp.status_code != 200:
-        raise SystemExit(f"GET {path}: {resp.status_code} {resp.text[:300]}")
-    return elapsed
-
-
 def pairs(client: httpx.Client, bearer: dict[str, str]) -> list[tuple[str, str, str]]:
     """(label, page path, API path) for the same data."""
     first = client.get("/api/conversations?limit=50", headers=bearer).json()
@@ -235,22 +217,8 @@ def main() -> None:
             f"in {time.perf_counter() - started:.1f} s ({name})"
         )
         asyncio.run(set_owner(database_url))
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        with tempfile.TemporaryDirectory() as data:
-            env = service_env(
-                DATABASE_URL=database_url,
-                CONVASSIST_DATA_DIR=data,
-                CONVASSIST_LOG_FORMAT="json",
-                CONVASSIST_LOG_LEVEL="WARNING",
-            )
-            with convassist(
-                ["server", "--port", str(port), "--no-migrate"],
-                f"{base}/api/health",
-                env,
-                Path(data) / "server.log",
-            ):
-                ok = report(measure(base, args.requests), args.requests)
+        with tempfile.TemporaryDirectory() as data, server_on(database_url, Path(data)) as base:
+            ok = report(measure(base, args.requests), args.requests)
     finally:
         if not args.keep:
             asyncio.run(drop_database(name))
