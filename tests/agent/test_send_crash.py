@@ -8,7 +8,6 @@ the attempt but before Messages got the message.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 from pathlib import Path
@@ -22,27 +21,15 @@ from tests.agent import test_sync_e2e as e2e
 from tests.agent.chatdb_factory import FIXTURE_DB, build_chatdb, write_row
 from tests.agent.test_sync_e2e import LiveServer, agent, agent_env, owner, register_with_cli
 from tests.support.cli import CONVASSIST
+from tests.support.services import dry_run_sender, sent_lines, wait_for
 
 live_server = e2e.live_server  # `convassist server` on PostgreSQL, for this module
 server = e2e.server
 TEXT = "Running late, start without me"
 
 
-def sent_lines(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
-
 def outbox_entry(session: httpx.Client, entry_id: str) -> dict[str, Any]:
     return next(i for i in session.get("/api/outbox").json()["items"] if i["id"] == entry_id)
-
-
-def wait_for(what: str, check: Any, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := check():
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.mark.slow
@@ -55,15 +42,7 @@ def test_agent_killed_around_a_send_never_sends_twice(
     db = build_chatdb(tmp_path / "chat.db", messages=30, chats=2, handles=4)
     chat_guid = sorted(db.chats)[0]
     sent_log = tmp_path / "sent.jsonl"
-    env = agent_env(
-        tmp_path,
-        CONVASSIST_AGENT_DB_PATH=str(db.path),
-        CONVASSIST_AGENT_SENDER="dry-run",
-        CONVASSIST_AGENT_SENT_LOG=str(sent_log),
-        CONVASSIST_AGENT_OUTBOX_WAIT="1",
-        CONVASSIST_AGENT_POLL_INTERVAL="300",
-        CONVASSIST_AGENT_DEBOUNCE="0.3",
-    )
+    env = agent_env(tmp_path, **dry_run_sender(db.path, sent_log, outbox_wait=1))
     register_with_cli(env, server.url, server.url)
     assert agent(env, "sync", "--once").returncode == 0
     with owner(server.url) as session:

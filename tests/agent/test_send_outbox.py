@@ -8,7 +8,6 @@ Messages is simulated by writing the sent row into the chat.db copy (`write_row`
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from convassist.agent.state import StateDB
 from convassist.core.settings import ServerSettings
 from tests.agent.chatdb_factory import FIXTURE_DB, GeneratedChatDB, build_chatdb, write_row
 from tests.agent.test_sync_e2e import agent_settings, register_agent
+from tests.support.services import sent_lines
 
 TEXT = 'On my way, "10 min" \\ 🙂'
 
@@ -58,9 +58,7 @@ class Setup:
         return self.agent.resolved_sent_log
 
     def lines(self) -> list[dict[str, Any]]:
-        if not self.sent_log.exists():
-            return []
-        return [json.loads(line) for line in self.sent_log.read_text().splitlines()]
+        return sent_lines(self.sent_log)
 
     def outbox(self, transport: httpx.AsyncBaseTransport | None = None, **kw: Any) -> Outbox:
         return Outbox(
@@ -95,6 +93,18 @@ async def prepared(
     return setup
 
 
+@pytest.fixture
+async def setup(
+    app: Any,
+    client: httpx.AsyncClient,
+    owner_client: httpx.AsyncClient,
+    small_db: GeneratedChatDB,
+    tmp_path: Path,
+) -> Setup:
+    """`prepared`: the agent may send."""
+    return await prepared(app, client, owner_client, small_db, tmp_path)
+
+
 async def queue(owner_client: httpx.AsyncClient, setup: Setup, text: str = TEXT) -> str:
     resp = await owner_client.post(
         "/api/outbox", json={"conversationId": setup.conversation_id, "text": text}
@@ -114,13 +124,11 @@ def journal(setup: Setup, entry_id: str) -> Any:
 
 
 async def test_a_reply_is_sent_once_reported_and_confirmed_by_the_next_sync(
+    setup: Setup,
     app: Any,
-    client: httpx.AsyncClient,
     owner_client: httpx.AsyncClient,
     small_db: GeneratedChatDB,
-    tmp_path: Path,
 ) -> None:
-    setup = await prepared(app, client, owner_client, small_db, tmp_path)
     entry_id = await queue(owner_client, setup)
     poked: list[bool] = []
     outbox = setup.outbox(on_sent=lambda: poked.append(True))
@@ -165,14 +173,12 @@ class DyingSender(DryRunSender):
 
 @pytest.mark.parametrize("messages_has_it", [True, False])
 async def test_an_unreported_attempt_is_decided_by_chat_db_not_sent_again_blindly(
+    setup: Setup,
     app: Any,
-    client: httpx.AsyncClient,
     owner_client: httpx.AsyncClient,
     small_db: GeneratedChatDB,
-    tmp_path: Path,
     messages_has_it: bool,
 ) -> None:
-    setup = await prepared(app, client, owner_client, small_db, tmp_path)
     entry_id = await queue(owner_client, setup)
     dying = DyingSender(setup.sent_log, after_writing=messages_has_it)
     with pytest.raises(Crash):
@@ -207,13 +213,10 @@ class DropResults(httpx.AsyncBaseTransport):
 
 
 async def test_a_lost_report_is_reported_later_without_a_second_send(
+    setup: Setup,
     app: Any,
-    client: httpx.AsyncClient,
     owner_client: httpx.AsyncClient,
-    small_db: GeneratedChatDB,
-    tmp_path: Path,
 ) -> None:
-    setup = await prepared(app, client, owner_client, small_db, tmp_path)
     entry_id = await queue(owner_client, setup)
     wire = DropResults(app)
     outbox = setup.outbox(wire)
@@ -243,14 +246,11 @@ class SlowFetch(httpx.AsyncBaseTransport):
 
 
 async def test_an_entry_that_expires_on_the_way_is_never_sent(
+    setup: Setup,
     app: Any,
-    client: httpx.AsyncClient,
     owner_client: httpx.AsyncClient,
     settings: ServerSettings,
-    small_db: GeneratedChatDB,
-    tmp_path: Path,
 ) -> None:
-    setup = await prepared(app, client, owner_client, small_db, tmp_path)
     settings.outbox_expiry_seconds = 3.0
     entry_id = await queue(owner_client, setup)
     await setup.outbox(SlowFetch(app, delay=3.2)).check()
@@ -290,13 +290,8 @@ class Unreachable(httpx.AsyncBaseTransport):
 
 
 async def test_stop_ends_a_long_poll_at_once_and_failures_are_logged_once(
-    app: Any,
-    client: httpx.AsyncClient,
-    owner_client: httpx.AsyncClient,
-    small_db: GeneratedChatDB,
-    tmp_path: Path,
+    setup: Setup,
 ) -> None:
-    setup = await prepared(app, client, owner_client, small_db, tmp_path)
     setup.agent = setup.agent.model_copy(update={"outbox_wait": 20.0})
     outbox = setup.outbox()
     task = asyncio.create_task(outbox.run())

@@ -21,8 +21,7 @@ import httpx
 import pytest
 
 from tests.conftest import OWNER_PASSWORD
-from tests.support.cli import set_password
-from tests.support.services import ML_TOKEN, clean_env, free_port, ml_service, running
+from tests.support.services import clean_env, free_port, running, server_with_ml
 
 CHROMIUM = Path("/usr/bin/chromium")
 LAUNCH_ARGS = [
@@ -82,19 +81,8 @@ class Live:
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     """The real server on SQLite and its own real ML service."""
     root = tmp_path_factory.mktemp("browser")
-    with ml_service(root) as ml_url:
-        port = free_port()
-        env = clean_env(
-            CONVASSIST_DATA_DIR=str(root / "server"),
-            CONVASSIST_LOG_FORMAT="json",
-            CONVASSIST_DEVICE_POLL_INTERVAL="0",
-            ML_SERVICE_URL=ml_url,
-            ML_SERVICE_TOKEN=ML_TOKEN,
-        )
-        set_password(env, OWNER_PASSWORD)
-        base = f"http://127.0.0.1:{port}"
-        with running(["server", "--port", str(port)], f"{base}/api/health", env, root / "s.log"):
-            yield Live(base)
+    with server_with_ml(root, CONVASSIST_DEVICE_POLL_INTERVAL="0") as base:
+        yield Live(base)
 
 
 @dataclass

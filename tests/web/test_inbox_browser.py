@@ -17,8 +17,7 @@ import httpx
 import pytest
 
 from tests.conftest import OWNER_PASSWORD
-from tests.support.cli import set_password
-from tests.support.services import ML_TOKEN, clean_env, free_port, ml_service, running
+from tests.support.services import server_with_ml
 from tests.web.test_browser import CHROMIUM, LAUNCH_ARGS, Watched, _watch
 
 pytestmark = [
@@ -46,38 +45,28 @@ class Server:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server on SQLite with its own ML service, an owner and an approved device."""
     root = tmp_path_factory.mktemp("inbox-browser")
-    with ml_service(root) as ml_url:
-        port = free_port()
-        env = clean_env(
-            CONVASSIST_DATA_DIR=str(root / "server"),
-            CONVASSIST_LOG_FORMAT="json",
-            ML_SERVICE_URL=ml_url,
-            ML_SERVICE_TOKEN=ML_TOKEN,
-        )
-        set_password(env, OWNER_PASSWORD)
-        base = f"http://127.0.0.1:{port}"
-        with running(["server", "--port", str(port)], f"{base}/api/health", env, root / "s.log"):
-            owner = httpx.Client(base_url=base, timeout=30)
-            token = owner.post("/api/auth/login", json={"password": OWNER_PASSWORD}).json()
-            owner.headers["Authorization"] = f"Bearer {token['token']}"
-            device = httpx.Client(base_url=base, timeout=30)
-            reg = device.post(
-                "/api/devices/register",
-                json={
-                    "name": "Robin's Mac",
-                    "hardwareId": "HW-INBOX",
-                    "platform": "macOS",
-                    "osVersion": "15.2",
-                },
-            ).json()
-            assert owner.post("/api/devices/approve", json={"code": reg["code"]}).status_code == 200
-            verified = device.post(
-                "/api/devices/verify", json={"deviceId": reg["deviceId"], "code": reg["code"]}
-            ).json()
-            device.headers["Authorization"] = f"Bearer {verified['token']}"
-            yield Server(base, owner, device)
-            owner.close()
-            device.close()
+    with server_with_ml(root) as base:
+        owner = httpx.Client(base_url=base, timeout=30)
+        token = owner.post("/api/auth/login", json={"password": OWNER_PASSWORD}).json()
+        owner.headers["Authorization"] = f"Bearer {token['token']}"
+        device = httpx.Client(base_url=base, timeout=30)
+        reg = device.post(
+            "/api/devices/register",
+            json={
+                "name": "Robin's Mac",
+                "hardwareId": "HW-INBOX",
+                "platform": "macOS",
+                "osVersion": "15.2",
+            },
+        ).json()
+        assert owner.post("/api/devices/approve", json={"code": reg["code"]}).status_code == 200
+        verified = device.post(
+            "/api/devices/verify", json={"deviceId": reg["deviceId"], "code": reg["code"]}
+        ).json()
+        device.headers["Authorization"] = f"Bearer {verified['token']}"
+        yield Server(base, owner, device)
+        owner.close()
+        device.close()
 
 
 @pytest.fixture

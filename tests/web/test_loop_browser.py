@@ -11,7 +11,6 @@ real `convassist agent run` with the dry-run sender, and Chromium.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 from collections.abc import Iterator
@@ -24,9 +23,8 @@ import pytest
 
 from tests.agent.chatdb_factory import FIXTURE_DB, build_chatdb, write_row
 from tests.agent.test_sync_e2e import agent_env, owner, register_with_cli
-from tests.conftest import OWNER_PASSWORD
-from tests.support.cli import CONVASSIST, set_password
-from tests.support.services import ML_TOKEN, clean_env, free_port, ml_service, running
+from tests.support.cli import CONVASSIST
+from tests.support.services import dry_run_sender, sent_lines, server_with_ml, wait_for
 from tests.web import test_browser as browser
 from tests.web.test_browser import Live, Watched, _sign_in, _watch
 
@@ -44,19 +42,8 @@ INCOMING = "are you free for dinner tonight?"
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     """The real server on SQLite with its own real ML service."""
     root = tmp_path_factory.mktemp("loop")
-    with ml_service(root) as ml_url:
-        port = free_port()
-        env = clean_env(
-            CONVASSIST_DATA_DIR=str(root / "server"),
-            CONVASSIST_LOG_FORMAT="json",
-            CONVASSIST_DEVICE_POLL_INTERVAL="0",
-            ML_SERVICE_URL=ml_url,
-            ML_SERVICE_TOKEN=ML_TOKEN,
-        )
-        set_password(env, OWNER_PASSWORD)
-        base = f"http://127.0.0.1:{port}"
-        with running(["server", "--port", str(port)], f"{base}/api/health", env, root / "s.log"):
-            yield Live(base)
+    with server_with_ml(root, CONVASSIST_DEVICE_POLL_INTERVAL="0") as base:
+        yield Live(base)
 
 
 @pytest.fixture
@@ -64,19 +51,6 @@ def watched(chromium: Any) -> Iterator[Watched]:
     context = chromium.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
     yield _watch(context)
     context.close()
-
-
-def wait_for(what: str, check: Any, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := check():
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def sent_lines(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 def ready(session: httpx.Client, conversation_id: str) -> bool:
@@ -106,15 +80,7 @@ def test_a_message_arrives_a_suggestion_is_sent_once_and_confirmed(
         db.path, chat_guid, INCOMING, from_me=False, when=datetime.now(UTC) - timedelta(minutes=1)
     )
     sent_log = tmp_path / "sent.jsonl"
-    env = agent_env(
-        tmp_path,
-        CONVASSIST_AGENT_DB_PATH=str(db.path),
-        CONVASSIST_AGENT_SENDER="dry-run",
-        CONVASSIST_AGENT_SENT_LOG=str(sent_log),
-        CONVASSIST_AGENT_OUTBOX_WAIT="2",
-        CONVASSIST_AGENT_POLL_INTERVAL="300",
-        CONVASSIST_AGENT_DEBOUNCE="0.3",
-    )
+    env = agent_env(tmp_path, **dry_run_sender(db.path, sent_log, outbox_wait=2))
     register_with_cli(env, live.url, live.url)
     page = watched.page
     expect = browser.playwright_sync.expect
