@@ -7,6 +7,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -23,6 +24,24 @@ pytestmark = pytest.mark.asyncio
 
 SENDER = "+15550001111"
 CHAT = f"iMessage;-;{SENDER}"
+
+
+@pytest.fixture
+async def waiting(
+    app: Any, device_client: httpx.AsyncClient, owner_client: httpx.AsyncClient
+) -> tuple[str, str]:
+    """A conversation with SENDER waiting on the owner: (conversation id, message id)."""
+    return await waiting_message(app, device_client, owner_client, sender=SENDER)
+
+
+@pytest.fixture
+async def mac(
+    app: Any, client: httpx.AsyncClient, owner_client: httpx.AsyncClient
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client for a second device, allowed to send."""
+    _, device = await sender(app, client, owner_client)
+    async with device:
+        yield device
 
 
 async def _queue(owner: httpx.AsyncClient, conversation: str, text: str, **extra: Any) -> str:
@@ -51,12 +70,12 @@ async def _shift(app: Any, outbox_id: str, **values: Any) -> None:
 
 
 async def test_queue_claim_send_and_confirm_make_one_accepted_sample(
+    waiting: tuple[str, str],
     app: Any,
     client: httpx.AsyncClient,
-    device_client: httpx.AsyncClient,
     owner_client: httpx.AsyncClient,
 ) -> None:
-    conversation, msg = await waiting_message(app, device_client, owner_client, sender=SENDER)
+    conversation, msg = waiting
     response = await suggestion(app, msg, ["Sure, 7?"], [0.75])
     outbox_id = await _queue(owner_client, conversation, "Sure, 7?", responseId=response)
     device_id, mac = await sender(app, client, owner_client)
@@ -104,12 +123,12 @@ async def test_queue_claim_send_and_confirm_make_one_accepted_sample(
 
 
 async def test_a_claim_is_sticky_and_two_racing_devices_get_it_once(
+    waiting: tuple[str, str],
     app: Any,
     client: httpx.AsyncClient,
-    device_client: httpx.AsyncClient,
     owner_client: httpx.AsyncClient,
 ) -> None:
-    conversation, _ = await waiting_message(app, device_client, owner_client, sender=SENDER)
+    conversation, _ = waiting
     _, mac_a = await sender(app, client, owner_client, name="A")
     _, mac_b = await sender(app, client, owner_client, name="B")
     async with mac_a, mac_b:
@@ -143,22 +162,21 @@ async def test_a_claim_is_sticky_and_two_racing_devices_get_it_once(
 
 
 async def test_an_expired_entry_is_never_handed_out(
+    waiting: tuple[str, str],
+    mac: httpx.AsyncClient,
     app: Any,
-    client: httpx.AsyncClient,
     device_client: httpx.AsyncClient,
     owner_client: httpx.AsyncClient,
 ) -> None:
-    conversation, _ = await waiting_message(app, device_client, owner_client, sender=SENDER)
+    conversation, _ = waiting
     stale = await _queue(owner_client, conversation, "Too late")
     nearly = await _queue(owner_client, conversation, "Almost too late")
     await _shift(app, stale, expires_at=utcnow() - timedelta(seconds=1))
     await _shift(app, nearly, expires_at=utcnow() + timedelta(seconds=1))
-    _, mac = await sender(app, client, owner_client)
-    async with mac:
-        assert await _claim(mac) == []
-        assert (await entry(app, stale)).status is OutboxStatus.EXPIRED
-        await asyncio.sleep(1.1)
-        assert await _claim(mac) == []
+    assert await _claim(mac) == []
+    assert (await entry(app, stale)).status is OutboxStatus.EXPIRED
+    await asyncio.sleep(1.1)
+    assert await _claim(mac) == []
     listed = (await owner_client.get("/api/outbox", params={"status": "expired"})).json()
     assert {e["id"] for e in listed["items"]} == {stale, nearly}
     # The phone's copy of an expired text is not the outbox's send.
@@ -172,12 +190,13 @@ async def test_an_expired_entry_is_never_handed_out(
 
 
 async def test_a_device_needs_the_owners_permission_and_loses_it_at_once(
+    waiting: tuple[str, str],
     app: Any,
     client: httpx.AsyncClient,
     device_client: httpx.AsyncClient,
     owner_client: httpx.AsyncClient,
 ) -> None:
-    conversation, _ = await waiting_message(app, device_client, owner_client, sender=SENDER)
+    conversation, _ = waiting
     devices = (await owner_client.get("/api/devices")).json()
     assert [d["maySend"] for d in devices] == [False]  # off by default
     refused = await device_client.get("/api/sync/outbox")
@@ -219,66 +238,62 @@ async def test_a_device_needs_the_owners_permission_and_loses_it_at_once(
 
 
 async def test_failure_reports_and_malformed_ones(
+    waiting: tuple[str, str],
+    mac: httpx.AsyncClient,
     app: Any,
-    client: httpx.AsyncClient,
-    device_client: httpx.AsyncClient,
     owner_client: httpx.AsyncClient,
 ) -> None:
-    conversation, _ = await waiting_message(app, device_client, owner_client, sender=SENDER)
+    conversation, _ = waiting
     outbox_id = await _queue(owner_client, conversation, "Hello")
-    _, mac = await sender(app, client, owner_client)
-    async with mac:
-        url = f"/api/sync/outbox/{outbox_id}/result"
-        not_yet = await mac.post(url, json={"status": "sent"})
-        assert (not_yet.status_code, not_yet.json()["error"]) == (409, "not_claimed")
-        await _claim(mac)
-        for bad in (
-            {},
-            {"status": "maybe"},
-            {"status": "sent", "error": "x"},
-            {"status": "failed", "messageGuid": "g"},
-            {"status": "failed", "error": ""},
-            {"status": "sent", "extra": 1},
-        ):
-            assert (await mac.post(url, json=bad)).status_code == 422, bad
-        assert (await mac.get("/api/sync/outbox", params={"wait": 26})).status_code == 422
-        body = {"status": "failed", "error": "Messages is not signed in"}
-        failed = await mac.post(url, json=body)
-        assert failed.status_code == 200
-        assert failed.json()["status"] == "failed"
-        assert failed.json()["error"] == "Messages is not signed in"
-        assert (await mac.post(url, json=body)).json() == failed.json()
-        late = await mac.post(url, json={"status": "sent"})
-        assert (late.status_code, late.json()["error"]) == (409, "already_reported")
-        assert await _claim(mac) == []  # a failed entry is not retried
+    url = f"/api/sync/outbox/{outbox_id}/result"
+    not_yet = await mac.post(url, json={"status": "sent"})
+    assert (not_yet.status_code, not_yet.json()["error"]) == (409, "not_claimed")
+    await _claim(mac)
+    for bad in (
+        {},
+        {"status": "maybe"},
+        {"status": "sent", "error": "x"},
+        {"status": "failed", "messageGuid": "g"},
+        {"status": "failed", "error": ""},
+        {"status": "sent", "extra": 1},
+    ):
+        assert (await mac.post(url, json=bad)).status_code == 422, bad
+    assert (await mac.get("/api/sync/outbox", params={"wait": 26})).status_code == 422
+    body = {"status": "failed", "error": "Messages is not signed in"}
+    failed = await mac.post(url, json=body)
+    assert failed.status_code == 200
+    assert failed.json()["status"] == "failed"
+    assert failed.json()["error"] == "Messages is not signed in"
+    assert (await mac.post(url, json=body)).json() == failed.json()
+    late = await mac.post(url, json={"status": "sent"})
+    assert (late.status_code, late.json()["error"]) == (409, "already_reported")
+    assert await _claim(mac) == []  # a failed entry is not retried
     assert await samples(app) == []
 
 
 async def test_no_report_fails_the_entry_and_the_sync_still_confirms_it(
+    waiting: tuple[str, str],
+    mac: httpx.AsyncClient,
     app: Any,
-    client: httpx.AsyncClient,
-    device_client: httpx.AsyncClient,
     owner_client: httpx.AsyncClient,
 ) -> None:
     """Free text answering their message: a manual sample, once it shows in chat.db."""
-    conversation, _ = await waiting_message(app, device_client, owner_client, sender=SENDER)
+    conversation, _ = waiting
     outbox_id = await _queue(owner_client, conversation, "See you there")
-    _, mac = await sender(app, client, owner_client)
-    async with mac:
-        await _claim(mac)
-        queued_at = (await entry(app, outbox_id)).created_at
-        await _shift(
-            app,
-            outbox_id,
-            expires_at=utcnow() - timedelta(minutes=11),
-            created_at=queued_at - timedelta(minutes=21),
-        )
-        listed = (await owner_client.get("/api/outbox")).json()["items"]
-        assert (listed[0]["status"], listed[0]["error"]) == ("failed", NO_REPORT)
-        sent_at = (queued_at - timedelta(minutes=20) - AT).total_seconds() / 60
-        await sync(
-            mac, CHAT, [message("out-9", sent_at, "See you there", start=AT)], participants=[SENDER]
-        )
+    await _claim(mac)
+    queued_at = (await entry(app, outbox_id)).created_at
+    await _shift(
+        app,
+        outbox_id,
+        expires_at=utcnow() - timedelta(minutes=11),
+        created_at=queued_at - timedelta(minutes=21),
+    )
+    listed = (await owner_client.get("/api/outbox")).json()["items"]
+    assert (listed[0]["status"], listed[0]["error"]) == ("failed", NO_REPORT)
+    sent_at = (queued_at - timedelta(minutes=20) - AT).total_seconds() / 60
+    await sync(
+        mac, CHAT, [message("out-9", sent_at, "See you there", start=AT)], participants=[SENDER]
+    )
     done = await entry(app, outbox_id)
     assert done.status is OutboxStatus.CONFIRMED and done.message_guid == "out-9"
     assert done.error is None
@@ -289,91 +304,84 @@ async def test_no_report_fails_the_entry_and_the_sync_still_confirms_it(
 
 
 async def test_an_edited_suggestion_confirmed_by_guid_is_one_edited_sample(
+    waiting: tuple[str, str],
+    mac: httpx.AsyncClient,
     app: Any,
-    client: httpx.AsyncClient,
-    device_client: httpx.AsyncClient,
     owner_client: httpx.AsyncClient,
 ) -> None:
-    conversation, msg = await waiting_message(app, device_client, owner_client, sender=SENDER)
+    conversation, msg = waiting
     response = await suggestion(app, msg, ["Sure, 7?"], [None])
     outbox_id = await _queue(owner_client, conversation, "Sure, 8?", responseId=response)
-    _, mac = await sender(app, client, owner_client)
-    async with mac:
-        await _claim(mac)
-        url = f"/api/sync/outbox/{outbox_id}/result"
-        sent = await mac.post(url, json={"status": "sent", "messageGuid": "guid-7"})
-        assert sent.json()["messageGuid"] == "guid-7"
-        minutes = (utcnow() - AT).total_seconds() / 60
-        # chat.db shows it (text changed by Messages' smart punctuation): matched by guid.
-        await sync(
-            mac,
-            CHAT,
-            [message("guid-7", minutes, "Sure, 8\u2019", start=AT)],
-            participants=[SENDER],
-        )
-        assert (await entry(app, outbox_id)).status is OutboxStatus.CONFIRMED
-        # The agent's repeated report after the confirmation is still the same answer.
-        assert (await mac.post(url, json={"status": "sent"})).status_code == 200
+    await _claim(mac)
+    url = f"/api/sync/outbox/{outbox_id}/result"
+    sent = await mac.post(url, json={"status": "sent", "messageGuid": "guid-7"})
+    assert sent.json()["messageGuid"] == "guid-7"
+    minutes = (utcnow() - AT).total_seconds() / 60
+    # chat.db shows it (text changed by Messages' smart punctuation): matched by guid.
+    await sync(
+        mac,
+        CHAT,
+        [message("guid-7", minutes, "Sure, 8\u2019", start=AT)],
+        participants=[SENDER],
+    )
+    assert (await entry(app, outbox_id)).status is OutboxStatus.CONFIRMED
+    # The agent's repeated report after the confirmation is still the same answer.
+    assert (await mac.post(url, json={"status": "sent"})).status_code == 200
     [sample] = await samples(app)
     assert sample.source is SampleSource.EDITED and sample.quality == 1.0
     assert sample.expected_output == "Sure, 8?"
 
 
 async def test_the_long_poll_hands_out_what_is_queued_while_it_waits(
-    app: Any,
-    client: httpx.AsyncClient,
-    device_client: httpx.AsyncClient,
+    waiting: tuple[str, str],
+    mac: httpx.AsyncClient,
     owner_client: httpx.AsyncClient,
 ) -> None:
-    conversation, _ = await waiting_message(app, device_client, owner_client, sender=SENDER)
-    _, mac = await sender(app, client, owner_client)
-    async with mac:
-        started = time.monotonic()
-        assert await _claim(mac, wait=1) == []
-        assert 1 <= time.monotonic() - started < 3
+    conversation, _ = waiting
+    started = time.monotonic()
+    assert await _claim(mac, wait=1) == []
+    assert 1 <= time.monotonic() - started < 3
 
-        async def queue_later() -> str:
-            await asyncio.sleep(0.6)
-            return await _queue(owner_client, conversation, "Now")
+    async def queue_later() -> str:
+        await asyncio.sleep(0.6)
+        return await _queue(owner_client, conversation, "Now")
 
-        started = time.monotonic()
-        items, outbox_id = await asyncio.gather(_claim(mac, wait=10), queue_later())
-        assert [i["id"] for i in items] == [outbox_id]
-        assert time.monotonic() - started < 3
+    started = time.monotonic()
+    items, outbox_id = await asyncio.gather(_claim(mac, wait=10), queue_later())
+    assert [i["id"] for i in items] == [outbox_id]
+    assert time.monotonic() - started < 3
 
 
 async def test_sending_logs_no_text(
+    waiting: tuple[str, str],
+    mac: httpx.AsyncClient,
     app: Any,
-    client: httpx.AsyncClient,
-    device_client: httpx.AsyncClient,
     owner_client: httpx.AsyncClient,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     secrets = ["meet me at Zanzibar Lane", "the door code is 918273", "AppleScript said Priya"]
-    conversation, msg = await waiting_message(app, device_client, owner_client, sender=SENDER)
+    conversation, msg = waiting
     response = await suggestion(app, msg, [secrets[0]])
-    _, mac = await sender(app, client, owner_client)
     root = logging.getLogger()
     previous = (root.handlers[:], root.level)
     configure_logging("DEBUG", "json", component="server")
     try:
-        async with mac:
-            first = await _queue(owner_client, conversation, secrets[0], responseId=response)
-            second = await _queue(owner_client, conversation, secrets[1])
-            await _claim(mac)
-            await mac.post(f"/api/sync/outbox/{first}/result", json={"status": "sent"})
-            await mac.post(
-                f"/api/sync/outbox/{second}/result", json={"status": "failed", "error": secrets[2]}
-            )
-            bad = await owner_client.post(
-                "/api/outbox", json={"conversationId": conversation, "text": secrets[1] * 400}
-            )
-            assert bad.status_code == 422
-            minutes = (utcnow() - AT).total_seconds() / 60
-            await sync(
-                mac, CHAT, [message("o-1", minutes, secrets[0], start=AT)], participants=[SENDER]
-            )
-            await owner_client.get("/api/outbox")
+        first = await _queue(owner_client, conversation, secrets[0], responseId=response)
+        second = await _queue(owner_client, conversation, secrets[1])
+        await _claim(mac)
+        await mac.post(f"/api/sync/outbox/{first}/result", json={"status": "sent"})
+        await mac.post(
+            f"/api/sync/outbox/{second}/result", json={"status": "failed", "error": secrets[2]}
+        )
+        bad = await owner_client.post(
+            "/api/outbox", json={"conversationId": conversation, "text": secrets[1] * 400}
+        )
+        assert bad.status_code == 422
+        minutes = (utcnow() - AT).total_seconds() / 60
+        await sync(
+            mac, CHAT, [message("o-1", minutes, secrets[0], start=AT)], participants=[SENDER]
+        )
+        await owner_client.get("/api/outbox")
         log = capsys.readouterr().err + capsys.readouterr().out
     finally:
         root.handlers[:], level = previous
@@ -384,13 +392,14 @@ async def test_sending_logs_no_text(
 
 
 async def test_the_same_text_sent_from_the_phone_confirms_a_queued_entry(
+    waiting: tuple[str, str],
+    mac: httpx.AsyncClient,
     app: Any,
-    client: httpx.AsyncClient,
     device_client: httpx.AsyncClient,
     owner_client: httpx.AsyncClient,
 ) -> None:
     """The owner also typed it on the phone: the entry is confirmed, and never sent again."""
-    conversation, _ = await waiting_message(app, device_client, owner_client, sender=SENDER)
+    conversation, _ = waiting
     outbox_id = await _queue(owner_client, conversation, "Running late")
     other = await _queue(owner_client, conversation, "Something else")
     minutes = (utcnow() - AT).total_seconds() / 60
@@ -407,6 +416,4 @@ async def test_the_same_text_sent_from_the_phone_confirms_a_queued_entry(
     confirmed = await entry(app, outbox_id)
     assert confirmed.status is OutboxStatus.CONFIRMED and confirmed.message_guid == "ph-1"
     assert (await entry(app, other)).status is OutboxStatus.QUEUED
-    _, mac = await sender(app, client, owner_client)
-    async with mac:
-        assert [i["id"] for i in await _claim(mac)] == [other]
+    assert [i["id"] for i in await _claim(mac)] == [other]
