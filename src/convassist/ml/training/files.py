@@ -74,9 +74,6 @@ class JobSpec:
     llama_config: Literal["default", "safe"] | None = None
     """The service's llama.cpp configuration (`ml/models/native.py`); None: chosen for this CPU."""
     priority: TrainPriority = "normal"
-    yield_dir: str | None = None
-    """Where generations in flight leave their marks (`yielding`); None: never pauses."""
-    yield_seconds: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

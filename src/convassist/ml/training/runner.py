@@ -14,6 +14,7 @@ evaluation.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -31,6 +32,7 @@ from convassist.ml.training.yielding import lower_priority
 log = get_logger("convassist.ml.training.runner")
 
 PARENT_CHECK_SECONDS = 0.5
+PR_SET_PDEATHSIG = 1
 REPORT_SECONDS = 1.0
 """Training progress is reported every 5 steps, and after any step a second after the last."""
 
@@ -108,7 +110,6 @@ def run(files: JobFiles, spec: JobSpec, reporter: Reporter, policy: str) -> None
     import torch
 
     from convassist.ml.training import export, trainer
-    from convassist.ml.training.yielding import StepPause
 
     config = trainer.TrainConfig(
         epochs=spec.epochs,
@@ -126,7 +127,6 @@ def run(files: JobFiles, spec: JobSpec, reporter: Reporter, policy: str) -> None
     peft_model = trainer.add_lora(model, config)
     metrics["loraLayers"] = trainer.lora_layer_count(config, model.config.num_hidden_layers)
     reporter.update(progress=10, metrics=metrics)
-    step_pause = StepPause(Path(spec.yield_dir) if spec.yield_dir else None, spec.yield_seconds)
 
     last_report = [time.monotonic()]
 
@@ -143,7 +143,6 @@ def run(files: JobFiles, spec: JobSpec, reporter: Reporter, policy: str) -> None
                     "totalSteps": progress.total_steps,
                     "loss": round(progress.loss, 4),
                     "tokensPerSecond": round(progress.tokens_per_second, 1),
-                    "pausedSeconds": round(step_pause.paused_seconds, 2),
                 },
             )
 
@@ -153,12 +152,9 @@ def run(files: JobFiles, spec: JobSpec, reporter: Reporter, policy: str) -> None
         config,
         pad_id=int(model.config.eos_token_id or 0),
         on_progress=on_progress,
-        pause=step_pause.wait,
     )
     metrics.update(
         threads=torch.get_num_threads(),
-        pauses=step_pause.pauses,
-        pausedSeconds=round(step_pause.paused_seconds, 2),
         steps=result.steps,
         trainTokens=result.tokens,
         trainSeconds=round(result.seconds, 2),
@@ -210,6 +206,17 @@ def orphaned() -> NoReturn:
     os._exit(3)
 
 
+def die_with_parent() -> None:
+    """Linux: the kernel kills this process when its supervisor dies, even while the
+    supervisor holds it stopped (`yielding.RunnerPause`); `watch_parent` covers the rest."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def watch_parent() -> None:
     """Exit as soon as the supervisor dies: nobody would read the job's reports any more."""
     parent = os.getppid()
@@ -239,6 +246,7 @@ def main(argv: list[str]) -> int:
     # Before torch/transformers are imported: no progress bars or library chatter in the log.
     os.environ.setdefault("TQDM_DISABLE", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    die_with_parent()
     watch_parent()
     # Reports go to the supervisor on the original stdout; stray prints go to the log.
     reports = os.fdopen(os.dup(1), "w", encoding="utf-8")

@@ -6,7 +6,9 @@ job (spec and samples, from its payload) in this machine's job folder, starts th
 its stdout (JSON lines, `files.RunnerReport`) into the job's record. The runner's last line
 is the job's end; a process that exits without one fails the job ("the training process
 died"). Cancelling (the runtime cancels this coroutine) stops the process: SIGTERM, SIGKILL
-after 5 s. The runner also stops by itself when this process dies.
+after 5 s. The runner also stops by itself when this process dies. Meanwhile the runner is
+held stopped while a generation runs on this machine (`yielding.RunnerPause`); the pauses
+are in the job's metrics (`pauses`, `pausedSeconds`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from convassist.ml.settings import MLSettings
 from convassist.ml.training.dataset import Sample, write_samples
 from convassist.ml.training.files import JobFiles, JobSpec, RunnerReport, write_json
 from convassist.ml.training.record import TrainingPayload, TrainingRecord
+from convassist.ml.training.yielding import CAN_PAUSE, RunnerPause
 
 log = get_logger("convassist.ml.training")
 
@@ -80,8 +83,6 @@ def job_spec(
         lora_layers=settings.train_lora_layers,
         llama_config=served.native.config.name,
         priority=settings.train_priority,
-        yield_dir=str(settings.generation_marks_dir),
-        yield_seconds=settings.train_yield_seconds,
     )
 
 
@@ -126,24 +127,38 @@ async def train(
         )
     files.pid.write_text(str(process.pid))
     log.info("training_started", job_id=job_id, pid=process.pid)
+    marks = settings.generation_marks_dir if CAN_PAUSE else None
+    pause = RunnerPause(process.pid, marks, settings.train_yield_seconds)
+    pausing = asyncio.create_task(pause.run())
     try:
-        final = await _follow(ctx, process)
+        final = await _follow(ctx, process, pause)
     except BaseException:  # cancelled (or this process stops): the job cannot go on
+        await _stop_pausing(pausing)
         await terminate(process)
         raise
+    await _stop_pausing(pausing)
     await process.wait()
     log.info("training_process_ended", job_id=job_id, status=final and final.status)
     if final is None:
         raise JobFailed(f"The training process died ({exit_reason(process.returncode)}).")
     changes = final.model_dump(exclude={"status"})
+    changes["metrics"] = {**final.metrics, **pause.metrics()}
     if final.status == "failed":
         await ctx.report(**{k: v for k, v in changes.items() if k != "error"})
         raise JobFailed(final.error or "Training failed.")
     return {**changes, "status": final.status}
 
 
+async def _stop_pausing(pausing: asyncio.Task[None]) -> None:
+    """Stop following the marks; the runner is running again when this returns."""
+    pausing.cancel()
+    await asyncio.gather(pausing, return_exceptions=True)
+
+
 async def _follow(
-    ctx: JobContext[TrainingRecord, TrainingPayload], process: asyncio.subprocess.Process
+    ctx: JobContext[TrainingRecord, TrainingPayload],
+    process: asyncio.subprocess.Process,
+    pause: RunnerPause,
 ) -> RunnerReport | None:
     """Write each progress report into the record; the final report, or None at EOF."""
     assert process.stdout is not None
@@ -155,6 +170,7 @@ async def _follow(
             continue
         if report.status is not None and report.status != "training":
             return report
-        if not await ctx.report(progress=report.progress, metrics=report.metrics):
+        metrics = {**report.metrics, **pause.metrics()}
+        if not await ctx.report(progress=report.progress, metrics=metrics):
             raise asyncio.CancelledError  # the job was cancelled meanwhile
     return None

@@ -1,4 +1,4 @@
-"""Training yields to suggestions: a low CPU priority, and a pause between steps.
+"""Training yields to suggestions: a low CPU priority, and pausing while one is generated.
 
 Two mechanisms, both machine-local (see docs/ARCHITECTURE.md, "Training yields to
 suggestions"):
@@ -8,19 +8,23 @@ suggestions"):
   wants) and nice 19; `low` = SCHED_BATCH and nice 19; `normal` = unchanged.
 * Every generation in flight on this machine (the ML service's `/generate` and async jobs,
   or a worker's) holds a mark: an empty file `<data dir>/ml/generating/<pid>-<n>`
-  (`GenerationMarks.busy`). Before each optimizer step the trainer waits while a mark
-  younger than `max_pause` seconds exists (`StepPause.wait`), for at most `max_pause`
-  seconds in a row, and after a pause that hit that cap it runs one step before it pauses
-  again: a mark left behind by a crashed process, or a generation that never ends, cannot
-  stop training. The job's heartbeat comes from whoever holds the job, not from the
-  runner, so a paused job is never taken for dead.
+  (`GenerationMarks.busy`). The runner's supervisor keeps the runner stopped (SIGSTOP,
+  then SIGCONT) while a mark younger than `max_pause` seconds exists, for at most
+  `max_pause` seconds in a row, then lets it run `RUN_AFTER_CAP` seconds before the next
+  pause (`RunnerPause`): a mark left behind by a crashed process, a generation that never
+  ends, or a stream of them cannot stop training. The job's heartbeat comes from the
+  supervisor, not from the runner, so a paused job is never taken for dead; and a runner
+  dies with its supervisor even while stopped (`runner.die_with_parent`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import os
+import signal
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +32,11 @@ from typing import Literal
 
 TrainPriority = Literal["idle", "low", "normal"]
 LOWEST_NICE = 19
-POLL_SECONDS = 0.05
+POLL_SECONDS = 0.02
+CAN_PAUSE = sys.platform == "linux"
+"""Pauses only where a stopped runner still dies with its supervisor (`PR_SET_PDEATHSIG`)."""
+RUN_AFTER_CAP = 1.0
+"""Seconds the runner runs after a pause that lasted the whole cap, before the next one."""
 
 
 def lower_priority(priority: TrainPriority) -> str:
@@ -77,15 +85,23 @@ class GenerationMarks:
                     mark.unlink()
 
 
-class StepPause:
-    """The trainer side: wait between steps while a generation is in flight, capped."""
+class RunnerPause:
+    """The supervisor side: keep the runner stopped (SIGSTOP) while a generation is in
+    flight on this machine, at most `max_pause` seconds in a row; after a pause that hit
+    the cap it runs at least `RUN_AFTER_CAP` seconds before the next one."""
 
-    def __init__(self, directory: Path | None, max_pause: float) -> None:
+    def __init__(self, pid: int, directory: Path | None, max_pause: float) -> None:
+        self.pid = pid
         self.directory = directory
         self.max_pause = max_pause
-        self.paused_seconds = 0.0
         self.pauses = 0
-        self._capped = False
+        self.paused_seconds = 0.0
+        self._stopped_at: float | None = None
+        self._runs_until = 0.0
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped_at is not None
 
     def busy(self) -> bool:
         """Whether a mark younger than `max_pause` exists (older ones are ignored)."""
@@ -102,19 +118,42 @@ class StepPause:
             return False
         return False
 
-    def wait(self) -> float:
-        """Before a step: wait while `busy`, at most `max_pause` s; seconds waited."""
-        if self._capped:  # the last pause hit the cap: this step runs regardless
-            self._capped = False
-            return 0.0
-        if not self.busy():
-            return 0.0
-        started = time.monotonic()
-        deadline = started + self.max_pause
-        while self.busy() and time.monotonic() < deadline:
-            time.sleep(POLL_SECONDS)
-        self._capped = time.monotonic() >= deadline
-        waited = time.monotonic() - started
-        self.pauses += 1
-        self.paused_seconds += waited
-        return waited
+    def tick(self) -> None:
+        """Stop or continue the runner as the marks say (called every `POLL_SECONDS`)."""
+        at = time.monotonic()
+        if self._stopped_at is None:
+            if at >= self._runs_until and self.busy() and self._signal(signal.SIGSTOP):
+                self._stopped_at = at
+                self.pauses += 1
+            return
+        capped = at - self._stopped_at >= self.max_pause
+        if capped or not self.busy():
+            self.release()
+            if capped:
+                self._runs_until = at + RUN_AFTER_CAP
+
+    def release(self) -> None:
+        """Let the runner go on (before it is told to stop, and when the job ends)."""
+        if self._stopped_at is not None:
+            self.paused_seconds += time.monotonic() - self._stopped_at
+            self._stopped_at = None
+            self._signal(signal.SIGCONT)
+
+    def metrics(self) -> dict[str, float]:
+        return {"pauses": self.pauses, "pausedSeconds": round(self.paused_seconds, 2)}
+
+    def _signal(self, signum: int) -> bool:
+        try:
+            os.kill(self.pid, signum)
+        except ProcessLookupError:
+            return False
+        return True
+
+    async def run(self) -> None:
+        """Follow the marks until cancelled; the runner is left running."""
+        try:
+            while True:
+                self.tick()
+                await asyncio.sleep(POLL_SECONDS)
+        finally:
+            self.release()
