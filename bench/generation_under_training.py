@@ -16,9 +16,11 @@ Once the job steps:
 Modes (`ML_SERVICE_TRAIN_PRIORITY` / `ML_SERVICE_TRAIN_YIELD_SECONDS`):
   baseline: normal / 0   (neither mechanism: the behaviour before)
   priority: idle / 0     (SCHED_IDLE and nice 19 only)
-  yield:    idle / 30    (the defaults: low priority and pausing between steps)
+  yield:    idle / 30    (the defaults: low priority, and the job held stopped while a
+                          suggestion is generated)
 
-Prints p50/p90 idle and under training, their ratio (goal: p50 <= 2x idle), the
+Prints p50/p90 idle and under training, their ratio (goal: p50 <= 2x idle; and the median
+of the pairs' ratios, robust to a machine whose load changes), the
 training's steps/s alone and while suggestions run, and the load average (other work).
 
     .venv/bin/python bench/generation_under_training.py [--modes baseline,priority,yield]
@@ -229,10 +231,12 @@ def run_mode(name: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
 def report(name: str, r: dict[str, Any]) -> None:
     idle50, under50 = statistics.median(r["idle"]), statistics.median(r["under"])
+    pairs = statistics.median(u / i for i, u in zip(r["idle"], r["under"], strict=True))
     print(
         f"{name:<9} idle p50 {idle50:6.2f} s p90 {percentile(r['idle'], 90):6.2f} s | "
         f"training p50 {under50:6.2f} s p90 {percentile(r['under'], 90):6.2f} s | "
-        f"ratio p50 {under50 / idle50:5.2f}x | train {r['alone']:.2f} steps/s alone, "
+        f"ratio p50 {under50 / idle50:5.2f}x (pairs {pairs:4.2f}x) | "
+        f"train {r['alone']:.2f} steps/s alone, "
         f"{r['busy']:.2f} steps/s with suggestions (paused {r['paused']:.1f} s), "
         f"{r['tokens_per_second']} tokens/s while stepping, policy {r['priority']}, "
         f"load average {r['load']:.1f}",

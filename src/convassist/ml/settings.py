@@ -184,8 +184,8 @@ class MLSettings(CommonSettings):
         30.0,
         validation_alias="ML_SERVICE_TRAIN_YIELD_SECONDS",
         ge=0,
-        description="A training job pauses between steps while a generation runs on this "
-        "machine, at most this many seconds in a row (then it takes a step); 0 = never pauses.",
+        description="A training job is held stopped while a generation runs on this machine "
+        "(Linux), at most this many seconds in a row (then it runs a second); 0 = never.",
     )
     training_queue_name: str = Field(
         DEFAULT_TRAINING_QUEUE_NAME,

@@ -1,10 +1,10 @@
-"""Training yields to suggestions: the runner's low priority, and its pause between steps.
+"""Training yields to suggestions: the runner's low priority, and its pauses.
 
-The pause mechanics on real mark files and real time (`StepPause`, `GenerationMarks`); a
-real `/generate` leaving its mark; and a real runner child: its scheduling policy and nice
-value from /proc, and a job that stops stepping while a generation's mark is held, is not
-declared dead meanwhile, takes a step anyway when the mark outlives the cap, and goes on
-once the mark is gone.
+The pause mechanics on real mark files, a real child process and real time
+(`GenerationMarks`, `RunnerPause`, `die_with_parent`); a real `/generate` leaving its mark;
+and a real runner child: its scheduling policy and nice value from /proc, and a job held
+stopped while generations run, not declared dead meanwhile, let through by the cap, going on
+once they are over, and cancelled at once while stopped.
 """
 
 from __future__ import annotations

@@ -205,13 +205,8 @@ def train(
     pad_id: int,
     on_progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
-    pause: Callable[[], float] | None = None,
 ) -> TrainResult:
-    """Fit the LoRA weights of `peft_model` on `examples`; raises Cancelled if asked to stop.
-
-    `pause` runs before each step (training yields to generation, `yielding.StepPause`) and
-    answers the seconds it waited, which do not count as training time.
-    """
+    """Fit the LoRA weights of `peft_model` on `examples`; raises Cancelled if asked to stop."""
     if not examples:
         raise ValueError("no training examples")
     if config.threads:
@@ -233,8 +228,6 @@ def train(
         for batch in length_batches(examples, config.batch_size, rng):
             if should_stop is not None and should_stop():
                 raise Cancelled
-            if pause is not None:
-                started += pause()
             ids, labels, weights = collate(batch, pad_id)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
                 loss = weighted_loss(causal_lm, ids, labels, weights)
