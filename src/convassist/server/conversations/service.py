@@ -30,13 +30,13 @@ from convassist.server.conversations.schemas import (
     ParticipantOut,
     TextSpan,
 )
+from convassist.server.messages import has_text
 from convassist.server.models import (
     Contact,
     Conversation,
     ConversationParticipant,
     Direction,
     Message,
-    MessageType,
 )
 from convassist.server.pagination import decode_cursor, decode_timed_cursor, encode_cursor
 
@@ -268,10 +268,7 @@ async def build_context(
                     Message.sent_at < target.sent_at,
                     and_(Message.sent_at == target.sent_at, Message.id <= target.id),
                 ),
-                Message.text.is_not(None),
-                Message.text != "",
-                Message.message_type != MessageType.REACTION,
-                Message.is_unsent.is_(False),
+                has_text(),
             )
             .order_by(Message.sent_at.desc(), Message.id.desc())
             .limit(max_history)

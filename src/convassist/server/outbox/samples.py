@@ -12,11 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from convassist.core.logging import get_logger
 from convassist.server.conversations.service import build_context
+from convassist.server.messages import has_text
 from convassist.server.models import (
     Direction,
     GeneratedResponse,
     Message,
-    MessageType,
     OutboxMessage,
     ResponseStatus,
     SampleSource,
@@ -77,10 +77,7 @@ async def _manual(session: AsyncSession, entry: OutboxMessage) -> TrainingSample
             .where(
                 Message.conversation_id == entry.conversation_id,
                 Message.sent_at <= entry.created_at,
-                Message.text.is_not(None),
-                Message.text != "",
-                Message.message_type != MessageType.REACTION,
-                Message.is_unsent.is_(False),
+                has_text(),
             )
             .order_by(Message.sent_at.desc(), Message.id.desc())
             .limit(1)

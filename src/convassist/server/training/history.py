@@ -18,7 +18,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from convassist.core.prompt import ChatLine, Speaker, clean_text, render_prompt
-from convassist.server.models import Contact, Conversation, Direction, Message, MessageType
+from convassist.server.messages import has_text
+from convassist.server.models import Contact, Conversation, Direction, Message
 
 HISTORY_QUALITY = 1.0
 """The owner's own words: as good a target as an edited suggestion."""
@@ -46,12 +47,7 @@ async def history_samples(
         )
         .join(Conversation, Conversation.id == Message.conversation_id)
         .outerjoin(Contact, Contact.apple_id == Message.sender_id)
-        .where(
-            Message.text.is_not(None),
-            Message.text != "",
-            Message.message_type != MessageType.REACTION,
-            Message.is_unsent.is_(False),
-        )
+        .where(has_text())
         .order_by(Message.conversation_id, Message.sent_at, Message.id)
         .execution_options(yield_per=2000)
     )
