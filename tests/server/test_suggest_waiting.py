@@ -23,10 +23,11 @@ from convassist.server.models import (
     OutboxStatus,
     ResponseStatus,
     SampleSource,
-    TrainingSample,
 )
 from convassist.server.suggest.service import MAX_ATTEMPTS, Suggester
 from tests.support.chats import message, sync
+from tests.support.inbox import message_id, stored_suggestion
+from tests.support.outbox import samples
 from tests.support.services import ML_TOKEN, free_port
 
 FRIEND = "+15551230001"
@@ -47,13 +48,6 @@ async def awaiting(app: Any, conversation_id: str) -> datetime | None:
         return row.awaiting_reply_since
 
 
-async def message_id(app: Any, guid: str) -> uuid.UUID:
-    async with app.state.sessionmaker() as session:
-        found = await session.scalar(select(Message.id).where(Message.imessage_guid == guid))
-        assert found is not None
-        return found
-
-
 async def offer(app: Any, guid: str, *, auto: bool = True) -> uuid.UUID:
     """A completed suggestion for the message, as the reconciler would have stored it."""
     async with app.state.sessionmaker.begin() as session:
@@ -67,18 +61,6 @@ async def offer(app: Any, guid: str, *, auto: bool = True) -> uuid.UUID:
         )
         session.add(row)
     return row.id
-
-
-async def suggestion(app: Any, response_id: uuid.UUID) -> GeneratedResponse:
-    async with app.state.sessionmaker() as session:
-        row = await session.get(GeneratedResponse, response_id)
-        assert row is not None
-        return row
-
-
-async def samples(app: Any) -> list[TrainingSample]:
-    async with app.state.sessionmaker() as session:
-        return list((await session.execute(select(TrainingSample))).scalars())
 
 
 async def test_an_incoming_message_waits_and_a_reply_from_the_phone_clears_it(
@@ -221,8 +203,8 @@ async def test_a_newer_message_retires_older_suggestions(
     first = await offer(app, "in-1")
     manual = await offer(app, "in-1", auto=False)
     await chat(device_client, [message("in-2", 1, "or tomorrow?", start=t0, sender=FRIEND)])
-    assert (await suggestion(app, first)).retired_at is not None
-    assert (await suggestion(app, manual)).retired_at is not None
+    assert (await stored_suggestion(app, first)).retired_at is not None
+    assert (await stored_suggestion(app, manual)).retired_at is not None
     assert await samples(app) == []  # a newer message is not a reply
 
 
@@ -241,7 +223,7 @@ async def test_a_reply_from_the_phone_becomes_a_replied_sample_for_the_suggestio
             message("out-2", 2, "at the usual place", start=t0),
         ],
     )
-    assert (await suggestion(app, beaten)).retired_at is not None
+    assert (await stored_suggestion(app, beaten)).retired_at is not None
     [sample] = await samples(app)
     assert sample.source is SampleSource.REPLIED
     assert sample.quality == 1.0
@@ -280,7 +262,7 @@ async def test_a_reply_sent_through_the_outbox_is_not_a_replied_sample(
         )
     await chat(device_client, [message("out-1", 1, "sure, 8? ", start=t0)])
     assert await awaiting(app, conversation) is None
-    assert (await suggestion(app, beaten)).retired_at is not None
+    assert (await stored_suggestion(app, beaten)).retired_at is not None
     assert await samples(app) == []
 
 

@@ -1,5 +1,5 @@
 """Setting up inbox states directly in the database, for tests: a conversation waiting
-since a time, suggestions in any state, a message's id by its GUID."""
+since a time, suggestions in any state (and as stored), a message's id by its GUID."""
 
 from __future__ import annotations
 
@@ -30,6 +30,14 @@ async def message_id(app: Any, guid: str) -> uuid.UUID:
         found = await session.execute(sa.select(Message.id).where(Message.imessage_guid == guid))
         found_id: uuid.UUID = found.scalar_one()
         return found_id
+
+
+async def stored_suggestion(app: Any, response_id: uuid.UUID) -> GeneratedResponse:
+    """The suggestion row as stored now."""
+    async with app.state.sessionmaker() as session:
+        row = await session.get(GeneratedResponse, response_id)
+        assert row is not None
+        return row
 
 
 async def add_suggestion(

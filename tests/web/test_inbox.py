@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -11,8 +10,8 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from convassist.server.models import GeneratedResponse, OutboxMessage, ResponseStatus
-from tests.support.inbox import add_suggestion, message_id, set_waiting
+from convassist.server.models import OutboxMessage, ResponseStatus
+from tests.support.inbox import add_suggestion, message_id, set_waiting, stored_suggestion
 from tests.web.conftest import T0, Browser, message, sync, text_of
 
 pytestmark = pytest.mark.asyncio
@@ -65,13 +64,6 @@ async def _outbox(app: Any) -> list[OutboxMessage]:
         return list((await session.execute(sa.select(OutboxMessage))).scalars())
 
 
-async def _suggestion(app: Any, response_id: uuid.UUID) -> GeneratedResponse:
-    async with app.state.sessionmaker() as session:
-        row: GeneratedResponse | None = await session.get(GeneratedResponse, response_id)
-        assert row is not None
-        return row
-
-
 async def test_home_is_the_inbox_of_waiting_conversations(
     app: Any, web: Browser, device_client: httpx.AsyncClient
 ) -> None:
@@ -122,7 +114,7 @@ async def test_send_a_suggestion_as_is_with_one_tap(
         1,
         world["response"],
     )
-    assert (await _suggestion(app, world["response"])).status is ResponseStatus.ACCEPTED
+    assert (await stored_suggestion(app, world["response"])).status is ResponseStatus.ACCEPTED
     page = await web.get("/")
     assert "Sam Rivera" not in text_of(page.text.split('class="inbox-items"')[-1])
     assert "Sending" in text_of(page.text)
@@ -155,7 +147,7 @@ async def test_edit_then_send_and_own_words_without_javascript(
     resp = await web.form(f"/inbox/{world['sam']}/send", edited)
     assert resp.status_code == 303
     assert resp.headers["location"] == "/"
-    row = await _suggestion(app, world["response"])
+    row = await stored_suggestion(app, world["response"])
     assert (row.status, row.edited_response) == (ResponseStatus.EDITED, "see you at 7:15")
     own = await web.form(f"/inbox/{world['jo']}/send", {"text": "  sending them now  "})
     assert own.status_code == 303
@@ -198,7 +190,7 @@ async def test_no_reply_needed_removes_the_row(
     assert resp.status_code == 200
     assert resp.text == ""
     assert "Marked as needing no reply." in resp.headers["HX-Trigger"]
-    row = await _suggestion(app, world["response"])
+    row = await stored_suggestion(app, world["response"])
     assert (row.status, row.rejection_reason) == (ResponseStatus.REJECTED, "no_reply_needed")
     plain = await web.form(f"/inbox/{world['jo']}/dismiss")
     assert plain.status_code == 303
