@@ -22,7 +22,7 @@ from convassist.server.models import (
     SampleSource,
     TrainingSample,
 )
-from convassist.server.responses.service import EDITED_QUALITY, UNKNOWN_CONFIDENCE_QUALITY
+from convassist.server.responses.service import EDITED_QUALITY, accepted_quality
 
 log = get_logger(__name__)
 
@@ -56,14 +56,12 @@ async def _from_suggestion(session: AsyncSession, entry: OutboxMessage) -> Train
     else:
         index = entry.candidate_index or 0
         chosen = row.candidates[index] if index < len(row.candidates) else {}
-        confidence = chosen.get("confidence")
-        source = SampleSource.ACCEPTED
-        quality = UNKNOWN_CONFIDENCE_QUALITY if confidence is None else float(confidence)
+        source, quality = SampleSource.ACCEPTED, accepted_quality(chosen)
     return TrainingSample(
         input_context=row.prompt,
         expected_output=entry.text,
         source=source,
-        quality=min(max(quality, 0.0), 1.0),
+        quality=quality,
         response_id=row.id,
         conversation_id=entry.conversation_id,
     )

@@ -135,21 +135,14 @@ async def _use_suggestion(
         )
     if ml is not None:  # the inbox shows a finished job's candidates before they are stored
         await responses.MIRROR.settle(session, ml, row)
-    if row.status is not ResponseStatus.COMPLETED:
-        if row.status in (ResponseStatus.GENERATING, ResponseStatus.FAILED):
-            raise Conflict(f"This suggestion is {row.status.value}; nothing to send.")
-        raise Conflict(f"This suggestion was already {row.status.value}.", code="already_acted")
+    responses.require_completed(row, nothing_to="send")
     waiting = conversation.awaiting_reply_since
     if row.retired_at is not None or (waiting is not None and message.sent_at < waiting):
         raise Conflict(
             "This suggestion is out of date: a newer message arrived or you already replied.",
             code="suggestion_retired",
         )
-    index = request.candidate_index or 0
-    if index >= len(row.candidates):
-        raise Unprocessable(
-            f"candidateIndex {index} is out of range: there are {len(row.candidates)} candidates."
-        )
+    index = responses.chosen_index(row, request.candidate_index)
     chosen = str(row.candidates[index]["text"]).strip()
     edited = request.text != chosen
     claimed = await session.execute(

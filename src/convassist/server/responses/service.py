@@ -13,6 +13,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection
 from dataclasses import dataclass, replace
+from typing import Any
 
 from sqlalchemy import func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -261,6 +262,33 @@ async def current(
     return {view.row.message_id: view for view in views}
 
 
+def require_completed(row: GeneratedResponse, *, nothing_to: str) -> None:
+    """409 unless the suggestion is completed (ready and not acted on yet)."""
+    if row.status is ResponseStatus.COMPLETED:
+        return
+    if row.status in (ResponseStatus.GENERATING, ResponseStatus.FAILED):
+        raise Conflict(f"This suggestion is {row.status.value}; nothing to {nothing_to}.")
+    raise Conflict(f"This suggestion was already {row.status.value}.", code="already_acted")
+
+
+def chosen_index(row: GeneratedResponse, candidate_index: int | None) -> int:
+    """The candidate an action takes (the first by default); 422 when out of range."""
+    index = candidate_index or 0
+    if index >= len(row.candidates):
+        raise Unprocessable(
+            f"candidateIndex {index} is out of range: there are {len(row.candidates)} candidates."
+        )
+    return index
+
+
+def accepted_quality(candidate: dict[str, Any]) -> float:
+    """The sample quality of a candidate sent unchanged: its confidence (within 0 to 1), or
+    UNKNOWN_CONFIDENCE_QUALITY when the backend reported none."""
+    confidence = candidate.get("confidence")
+    quality = UNKNOWN_CONFIDENCE_QUALITY if confidence is None else float(confidence)
+    return min(max(quality, 0.0), 1.0)
+
+
 async def act(
     session: AsyncSession, ml: MLClient, response_id: uuid.UUID, body: ActionRequest
 ) -> ResponseView:
@@ -268,17 +296,10 @@ async def act(
     view = await _load(session, response_id)
     row = view.row
     await MIRROR.settle(session, ml, row)
-    if row.status is not ResponseStatus.COMPLETED:
-        if row.status in (ResponseStatus.GENERATING, ResponseStatus.FAILED):
-            raise Conflict(f"This suggestion is {row.status.value}; nothing to act on.")
-        raise Conflict(f"This suggestion was already {row.status.value}.", code="already_acted")
+    require_completed(row, nothing_to="act on")
     if view.sample_id is not None:  # the owner answered from the phone (suggest.waiting)
         raise Conflict("The owner already replied to this message.", code="already_acted")
-    index = body.candidate_index or 0
-    if index >= len(row.candidates):
-        raise Unprocessable(
-            f"candidateIndex {index} is out of range: there are {len(row.candidates)} candidates."
-        )
+    index = chosen_index(row, body.candidate_index)
     new_status = {
         "accept": ResponseStatus.ACCEPTED,
         "edit": ResponseStatus.EDITED,
@@ -305,8 +326,7 @@ async def act(
         row.chosen_index = index
         if body.action == "accept":
             row.response = chosen["text"]
-            confidence = chosen.get("confidence")
-            quality = UNKNOWN_CONFIDENCE_QUALITY if confidence is None else float(confidence)
+            quality = accepted_quality(chosen)
             text, source = chosen["text"], SampleSource.ACCEPTED
         else:
             assert body.edited_response is not None
@@ -317,7 +337,7 @@ async def act(
             input_context=row.prompt,
             expected_output=text,
             source=source,
-            quality=min(max(quality, 0.0), 1.0),
+            quality=quality,
             response_id=row.id,
             conversation_id=view.conversation_id,
         )
