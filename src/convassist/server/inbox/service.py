@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from convassist.core.errors import Conflict, NotFound
 from convassist.core.logging import get_logger
-from convassist.server.conversations.schemas import MessageOut
+from convassist.server.conversations.schemas import ConversationOut, MessageOut
 from convassist.server.conversations.service import conversation_views, message_out
 from convassist.server.inbox.schemas import (
     DismissOut,
@@ -144,18 +144,25 @@ async def _sending(session: AsyncSession) -> list[InboxSendingOut]:
     unique = list({conversation.id: conversation for _, conversation, _ in rows}.values())
     views = {view.id: view for view in await conversation_views(session, unique)}
     return [
-        InboxSendingOut(
-            id=entry.id,
-            conversation=views[entry.conversation_id],
-            status=entry.status,
-            text=entry.text,
-            device_name=device_name,
-            error=entry.error,
-            created_at=entry.created_at,
-            expires_at=entry.expires_at,
-        )
+        sending_out(entry, views[entry.conversation_id], device_name)
         for entry, _, device_name in rows
     ]
+
+
+def sending_out(
+    entry: OutboxMessage, conversation: ConversationOut, device_name: str | None
+) -> InboxSendingOut:
+    """A queued reply as the inbox shows it; `device_name`: the device sending it."""
+    return InboxSendingOut(
+        id=entry.id,
+        conversation=conversation,
+        status=entry.status,
+        text=entry.text,
+        device_name=device_name,
+        error=entry.error,
+        created_at=entry.created_at,
+        expires_at=entry.expires_at,
+    )
 
 
 def _suggestion_out(view: responses.ResponseView) -> InboxSuggestionOut:

@@ -19,7 +19,6 @@ from convassist.core.errors import Unprocessable
 from convassist.server.conversations.service import get_conversation
 from convassist.server.deps import MLDep, SessionDep, SettingsDep
 from convassist.server.inbox import service
-from convassist.server.inbox.schemas import InboxSendingOut
 from convassist.server.outbox import service as outbox
 from convassist.server.outbox.schemas import OutboxRequest
 from convassist.server.web.deps import FormViewer, PageViewer, is_htmx
@@ -83,16 +82,7 @@ async def send(
     entry = await outbox.enqueue(session, body, outbox.OutboxPolicy.of(settings), ml)
     if not is_htmx(request):
         return RedirectResponse("/", status_code=303)
-    queued = InboxSendingOut(
-        id=entry.id,
-        conversation=await get_conversation(session, conversation_id),
-        status=entry.status,
-        text=entry.text,
-        device_name=None,
-        error=None,
-        created_at=entry.created_at,
-        expires_at=entry.expires_at,
-    )
+    queued = service.sending_out(entry, await get_conversation(session, conversation_id), None)
     senders = await service.send_devices(session)
     return render(request, viewer, "partials/inbox_queued.html", s=queued, senders=senders)
 
