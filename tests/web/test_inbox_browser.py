@@ -18,7 +18,8 @@ import pytest
 
 from tests.conftest import OWNER_PASSWORD
 from tests.support.services import server_with_ml
-from tests.web.test_browser import CHROMIUM, LAUNCH_ARGS, Watched, _watch
+from tests.web import test_browser as browser
+from tests.web.test_browser import CHROMIUM, Watched, _watch
 
 pytestmark = [
     pytest.mark.slow,
@@ -26,6 +27,7 @@ pytestmark = [
 ]
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
+chromium = browser.chromium  # the browser tests' Chromium, for this module
 
 CHATS = {
     "Sam Rivera": ["hey are you coming to the game tonight?", "can you bring the tickets?"],
@@ -67,14 +69,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield Server(base, owner, device)
         owner.close()
         device.close()
-
-
-@pytest.fixture
-def chromium() -> Iterator[Any]:
-    with playwright_sync.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS)
-        yield browser
-        browser.close()
 
 
 def _sync(server: Server, n: int, name: str, lines: list[str]) -> None:

@@ -24,7 +24,7 @@ import pytest
 from tests.agent.chatdb_factory import FIXTURE_DB, build_chatdb, write_row
 from tests.agent.test_sync_e2e import agent_env, owner, register_with_cli
 from tests.support.cli import CONVASSIST
-from tests.support.services import dry_run_sender, sent_lines, server_with_ml, wait_for
+from tests.support.services import dry_run_sender, sent_lines, wait_for
 from tests.web import test_browser as browser
 from tests.web.test_browser import Live, Watched, _sign_in, _watch
 
@@ -35,15 +35,8 @@ pytestmark = [
 ]
 
 chromium = browser.chromium  # the module's own browser
+live = browser.live  # the real server on SQLite with its own ML service, for this module
 INCOMING = "are you free for dinner tonight?"
-
-
-@pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    """The real server on SQLite with its own real ML service."""
-    root = tmp_path_factory.mktemp("loop")
-    with server_with_ml(root, CONVASSIST_DEVICE_POLL_INTERVAL="0") as base:
-        yield Live(base)
 
 
 @pytest.fixture
