@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
@@ -12,7 +10,6 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-from sqlalchemy import event
 
 from convassist.server.inbox.service import LAST_MESSAGES
 from convassist.server.models import (
@@ -27,6 +24,7 @@ from convassist.server.pagination import encode_cursor
 from tests.conftest import OWNER_PASSWORD
 from tests.support import chats
 from tests.support.inbox import add_suggestion, message_id, set_waiting
+from tests.support.statements import sent_statements
 
 pytestmark = pytest.mark.asyncio
 
@@ -72,21 +70,6 @@ async def _suggest(
         retired_at=T0 if retired else None,
         job=job,
     )
-
-
-@contextmanager
-def counting_statements(app: Any) -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def record(*args: Any) -> None:
-        statements.append(args[2])
-
-    engine = app.state.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
 
 
 async def test_lists_waiting_conversations_newest_first_with_last_messages(
@@ -335,7 +318,7 @@ async def test_a_page_costs_the_same_queries_for_1_or_50_conversations(
     app: Any, owner_client: httpx.AsyncClient, device_client: httpx.AsyncClient
 ) -> None:
     async def page_statements() -> int:
-        with counting_statements(app) as statements:
+        with sent_statements(app) as statements:
             resp = await owner_client.get("/api/inbox", params={"limit": 50})
         assert resp.status_code == 200
         return len(statements)

@@ -5,20 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 
 import httpx
 import pytest
 import sqlalchemy as sa
-from sqlalchemy import event
 
 from convassist.server.ml_client import MLClient
 from convassist.server.models import GeneratedResponse, TrainingJob, TrainingStatus
 from convassist.server.reconciler import Reconciler
 from tests.support.chats import incoming_message
 from tests.support.services import ML_TOKEN
+from tests.support.statements import sent_statements
 
 pytestmark = pytest.mark.slow
 
@@ -37,21 +36,9 @@ def reconciler(app: Any) -> Reconciler:
     return Reconciler(app.state.sessionmaker, app.state.ml_client)
 
 
-@contextmanager
-def writes(app: Any) -> Iterator[list[str]]:
+def writes(app: Any) -> AbstractContextManager[list[str]]:
     """The INSERT / UPDATE / DELETE statements the app's engine sends meanwhile."""
-    seen: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if statement.lstrip().split(None, 1)[0].upper() in WRITES:
-            seen.append(statement)
-
-    engine = app.state.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
+    return sent_statements(app, kinds=WRITES)
 
 
 async def stored(app: Any, model: type[Any], row_id: uuid.UUID) -> Any:
