@@ -60,6 +60,7 @@ async def _suggest(
     minutes: float = 0,
     retired: bool = False,
     job: str | None = None,
+    auto: bool = True,
 ) -> uuid.UUID:
     return await add_suggestion(
         app,
@@ -69,6 +70,7 @@ async def _suggest(
         created_at=T0 + timedelta(minutes=minutes),
         retired_at=T0 if retired else None,
         job=job,
+        auto=auto,
     )
 
 
@@ -150,9 +152,10 @@ async def test_shows_the_newest_suggestion_that_is_not_retired(
     await _wait(app, conversation_id, 15)
     waiting = await message_id(app, "c1-5")
     older = await message_id(app, "c1-3")
-    await _suggest(app, waiting, texts=["old one"], minutes=1)
+    # One live automatic suggestion a message: the others are ones the owner asked for.
+    await _suggest(app, waiting, texts=["old one"], minutes=1, auto=False)
     kept = await _suggest(app, waiting, texts=["sure!", "can't today"], minutes=2)
-    await _suggest(app, waiting, texts=["retired"], minutes=3, retired=True)
+    await _suggest(app, waiting, texts=["retired"], minutes=3, retired=True, auto=False)
     await _suggest(app, older, texts=["for an older message"], minutes=4)
     suggestion = (await owner_client.get("/api/inbox")).json()["items"][0]["suggestion"]
     assert suggestion["id"] == str(kept)

@@ -23,7 +23,7 @@ async def test_a_suggestion_sent_as_is_is_accepted_once_and_stops_the_wait(
 ) -> None:
     conversation, message = await waiting_message(app, device_client, owner_client)
     response = await suggestion(app, message, ["Sure, 7?", "Can't tonight"])
-    other = await suggestion(app, message, ["Yes!"])
+    other = await suggestion(app, message, ["Yes!"], auto=False)  # one the owner asked for
     body = {
         "conversationId": conversation,
         "text": " Can't tonight ",

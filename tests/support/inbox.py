@@ -49,8 +49,10 @@ async def add_suggestion(
     status: ResponseStatus = ResponseStatus.COMPLETED,
     retired_at: datetime | None = None,
     job: str | None = None,
+    auto: bool = True,
 ) -> uuid.UUID:
-    """A suggestion queued by the server (`auto`), confidences 0.9, 0.8, … best first."""
+    """A suggestion queued by the server (`auto`; a message has one live automatic suggestion
+    at most, others are the owner's), confidences 0.9, 0.8, … best first."""
     async with app.state.sessionmaker() as session:
         row = GeneratedResponse(
             message_id=message,
@@ -58,7 +60,7 @@ async def add_suggestion(
             status=status,
             candidates=[{"text": t, "confidence": 0.9 - i / 10} for i, t in enumerate(texts)],
             response=texts[0] if texts else None,
-            auto=True,
+            auto=auto,
             ml_job_id=job,
             created_at=created_at,
             retired_at=retired_at,

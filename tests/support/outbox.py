@@ -46,9 +46,15 @@ async def waiting_message(
 
 
 async def suggestion(
-    app: Any, message_id: str, texts: list[str], confidences: list[float | None] | None = None
+    app: Any,
+    message_id: str,
+    texts: list[str],
+    confidences: list[float | None] | None = None,
+    *,
+    auto: bool = True,
 ) -> str:
-    """A completed suggestion for `message_id` with these candidates; its id."""
+    """A completed suggestion for `message_id` with these candidates; its id. A message has
+    one live automatic suggestion at most: others are the owner's (`auto=False`)."""
     confidences = confidences or [0.8] * len(texts)
     async with app.state.sessionmaker() as session:
         row = GeneratedResponse(
@@ -59,7 +65,7 @@ async def suggestion(
                 {"text": t, "confidence": c} for t, c in zip(texts, confidences, strict=True)
             ],
             status=ResponseStatus.COMPLETED,
-            auto=True,
+            auto=auto,
         )
         session.add(row)
         await session.commit()
