@@ -11,7 +11,9 @@ Once the job steps:
    process stopped (SIGSTOP from here: "idle") and one with it training, in alternating
    order, `--gap` s apart, so both halves see the same load from anything else on the
    machine. A suggestion is what the server asks for: `POST /generate`, 3 candidates, 64
-   tokens, temperature 0.7, stop at the line's end, a new seed each (the cache never answers).
+   tokens, temperature 0.7, stop at the line's end. Both of a pair use the same prompt and
+   seed (the same tokens: the same work), one with an inert second stop ("\\n\\n", never
+   reached before "\\n") so the cache never answers.
 
 Modes (`ML_SERVICE_TRAIN_PRIORITY` / `ML_SERVICE_TRAIN_YIELD_SECONDS`):
   baseline: normal / 0   (neither mechanism: the behaviour before)
@@ -102,13 +104,15 @@ def samples(count: int) -> list[dict[str, Any]]:
     ]
 
 
-def suggest(client: httpx.Client, prompt: str, seed: int) -> float:
+def suggest(client: httpx.Client, prompt: str, seed: int, inert_stop: bool = False) -> float:
+    """One suggestion; `inert_stop` adds a stop never reached before the line's end, so the
+    same prompt and seed do the same work without the cache answering."""
     body = {
         "prompt": prompt,
         "n": 3,
         "maxTokens": 64,
         "temperature": 0.7,
-        "stop": list(REPLY_STOP),
+        "stop": [*REPLY_STOP, *(["\n\n"] if inert_stop else [])],
         "seed": seed,
     }
     started = time.perf_counter()
@@ -170,12 +174,12 @@ def paired(
                 os.kill(pid, signal.SIGSTOP)
                 time.sleep(gap)
                 try:
-                    idle.append(suggest(client, prompt, 2 * i))
+                    idle.append(suggest(client, prompt, i))
                 finally:
                     os.kill(pid, signal.SIGCONT)
             else:
                 time.sleep(gap)
-                under.append(suggest(client, prompt, 2 * i + 1))
+                under.append(suggest(client, prompt, i, inert_stop=True))
     return idle, under
 
 
@@ -244,6 +248,11 @@ def report(name: str, r: dict[str, Any]) -> None:
     )
 
 
+def raw(name: str, r: dict[str, Any]) -> None:
+    pairs = " ".join(f"{i:.2f}/{u:.2f}" for i, u in zip(r["idle"], r["under"], strict=True))
+    print(f"{name:<9} idle/training seconds, pair by pair: {pairs}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--modes", default="baseline,priority,yield")
@@ -251,10 +260,14 @@ def main() -> None:
     parser.add_argument("--gap", type=float, default=1.0)
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--alone", type=float, default=15.0)
+    parser.add_argument("--raw", action="store_true", help="print every pair's latencies")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.modes.split(","):
-            report(name, run_mode(name, args, Path(tmp)))
+            result = run_mode(name, args, Path(tmp))
+            report(name, result)
+            if args.raw:
+                raw(name, result)
 
 
 if __name__ == "__main__":
