@@ -8,7 +8,8 @@ out x r). llama.cpp scales the product by alpha / r, as peft does.
 llama.cpp's converter permutes the rows of q_proj and k_proj (its rope layout), and
 transformers undoes that when it loads a GGUF, so the peft model works in the unpermuted
 layout: the `lora_b` rows of q and k are permuted here the same way to match the served
-weights.
+weights. Whether an architecture needs that permutation is its export rule
+(`architectures.TRAINABLE`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from convassist.ml.training.architectures import gguf_architecture, rules_for_model_type
 
 GGUF_NAMES = {
     "q_proj": "attn_q",
@@ -43,6 +46,7 @@ def permute_rows(weights: np.ndarray, n_head: int) -> np.ndarray:
 def lora_tensors(peft_model: Any) -> dict[str, np.ndarray]:
     """llama.cpp tensor name → float32 array, for every LoRA-adapted linear layer."""
     config = peft_model.get_base_model().config
+    rules = rules_for_model_type(str(config.model_type))
     n_head = int(config.num_attention_heads)
     n_head_kv = int(getattr(config, "num_key_value_heads", None) or n_head)
     tensors: dict[str, np.ndarray] = {}
@@ -55,9 +59,9 @@ def lora_tensors(peft_model: Any) -> dict[str, np.ndarray]:
             raise ValueError(f"llama.cpp has no LoRA tensor name for {proj}")
         lora_a = module.lora_A["default"].weight.detach().float().cpu().numpy()
         lora_b = module.lora_B["default"].weight.detach().float().cpu().numpy()
-        if proj == "q_proj":
+        if rules.permute_qk and proj == "q_proj":
             lora_b = permute_rows(lora_b, n_head)
-        elif proj == "k_proj":
+        elif rules.permute_qk and proj == "k_proj":
             lora_b = permute_rows(lora_b, n_head_kv)
         base = f"blk.{layer}.{GGUF_NAMES[proj]}.weight"
         tensors[f"{base}.lora_a"] = np.ascontiguousarray(lora_a, dtype=np.float32)
@@ -93,17 +97,6 @@ def _order(name: str) -> tuple[int, str]:
     return (int(layer.group(1)) if layer else -1, name)
 
 
-def model_architecture(model_path: Path) -> str:
-    """`general.architecture` of a GGUF model (what its adapters must declare)."""
-    import gguf
-
-    reader = gguf.GGUFReader(str(model_path))
-    field = reader.get_field(gguf.Keys.General.ARCHITECTURE)
-    if field is None:
-        raise ValueError(f"{model_path} has no general.architecture")
-    return str(field.contents())
-
-
 def export_adapter(peft_model: Any, path: Path, *, model_path: Path, name: str) -> None:
     """Export the LoRA of `peft_model` (trained on `model_path`) to `path`."""
     alpha = float(peft_model.peft_config["default"].lora_alpha)
@@ -111,6 +104,6 @@ def export_adapter(peft_model: Any, path: Path, *, model_path: Path, name: str) 
         path,
         lora_tensors(peft_model),
         alpha=alpha,
-        architecture=model_architecture(model_path),
+        architecture=gguf_architecture(model_path),
         name=name,
     )

@@ -13,6 +13,7 @@ process: at once in process, within a heartbeat on a worker.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from collections.abc import Awaitable, Callable
@@ -26,6 +27,7 @@ from convassist.ml.runtime.runtime import JobContext, JobKind, unavailable
 from convassist.ml.runtime.saq import QUEUE_TIMEOUT, SaqJobs, saq_queue
 from convassist.ml.runtime.stores import LocalStore
 from convassist.ml.settings import MLSettings
+from convassist.ml.training.architectures import export_rules, gguf_architecture
 from convassist.ml.training.dataset import Sample, unusable_reason
 from convassist.ml.training.record import TrainingPayload, TrainingRecord
 from convassist.ml.training.schemas import JOB_ID_PATTERN, TrainingJobState, TrainingRequest
@@ -130,6 +132,7 @@ class TrainingJobs:
 
     async def submit(self, request: TrainingRequest) -> TrainingJobState:
         served = self._check(request)
+        export_rules(await asyncio.to_thread(gguf_architecture, served.path))
         samples = [
             Sample(s.prompt, s.completion, s.quality, s.conversation_id) for s in request.samples
         ]

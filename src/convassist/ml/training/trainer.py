@@ -37,9 +37,9 @@ from convassist.core.training import (
     DEFAULT_LORA_RANK,
     DEFAULT_TARGET_MODULES,
 )
+from convassist.ml.training.architectures import rules_for_model_type
 from convassist.ml.training.dataset import IGNORE_INDEX, Example, length_batches
 
-SUPPORTED_MODEL_TYPES = ("llama", "mistral")
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 PAD_MULTIPLE = 16
 
@@ -111,10 +111,7 @@ def load_model(model_path: Path) -> Any:
     model = AutoModelForCausalLM.from_pretrained(
         str(model_path.parent), gguf_file=model_path.name, dtype=torch.float32
     )
-    if model.config.model_type not in SUPPORTED_MODEL_TYPES:
-        raise ValueError(
-            f"Training supports llama-architecture models; this one is {model.config.model_type}."
-        )
+    rules_for_model_type(str(model.config.model_type))
     model.config.use_cache = False
     return model
 

@@ -1,0 +1,90 @@
+"""Only architectures with export rules are trained; others are refused before queueing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gguf
+import numpy as np
+import pytest
+
+from convassist.ml.training.architectures import (
+    TRAINABLE,
+    ArchitectureNotTrainable,
+    export_rules,
+    gguf_architecture,
+    rules_for_model_type,
+)
+from convassist.ml.training.schemas import TrainingRequest
+from convassist.ml.training.service import TrainingJobs
+from tests.ml.conftest import ml_settings
+from tests.ml.training.conftest import make_samples, sample_json
+
+
+def write_gguf(path: Path, architecture: str) -> Path:
+    """A tiny GGUF file of `architecture` (one small tensor): what a header read sees."""
+    writer = gguf.GGUFWriter(str(path), architecture)
+    writer.add_block_count(1)
+    writer.add_tensor("token_embd.weight", np.zeros((4, 8), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+@dataclass
+class Served:
+    """A served model as training sees it (`supervise.ServedModel`)."""
+
+    model_id: str
+    base_version: str
+    path: Path
+    native: Any = None
+
+
+def test_the_header_gives_the_architecture(tmp_path: Path, default_model_path: Path) -> None:
+    assert gguf_architecture(write_gguf(tmp_path / "q.gguf", "qwen2")) == "qwen2"
+    assert gguf_architecture(default_model_path) == "llama"
+    assert export_rules("llama").permute_qk
+    assert rules_for_model_type("mistral") is TRAINABLE["mistral"]
+    with pytest.raises(ValueError, match="loads as gemma3"):
+        rules_for_model_type("gemma3")
+
+
+def test_a_rewritten_file_is_read_again(tmp_path: Path) -> None:
+    path = write_gguf(tmp_path / "m.gguf", "llama")
+    assert gguf_architecture(path) == "llama"
+    write_gguf(tmp_path / "m.gguf", "phi3")
+    assert gguf_architecture(path) == "phi3"
+
+
+@pytest.mark.parametrize("architecture", ["qwen2", "gemma3"])
+async def test_an_untrainable_model_is_refused_before_queueing(
+    tmp_path: Path, architecture: str
+) -> None:
+    model = write_gguf(tmp_path / f"{architecture}.gguf", architecture)
+    settings = ml_settings(tmp_path)
+
+    async def activate(_adapter_id: str) -> None:
+        raise AssertionError("nothing may complete")
+
+    jobs = TrainingJobs(settings, Served(architecture, "v1", model), activate)
+    request = TrainingRequest.model_validate(
+        {"jobId": "job-1", "samples": sample_json(make_samples(2))}
+    )
+    try:
+        with pytest.raises(ArchitectureNotTrainable) as refused:
+            await jobs.submit(request)
+        assert await jobs.get("job-1") is None
+    finally:
+        await jobs.close()
+    error = refused.value
+    assert error.status_code == 422
+    body = error.to_body()
+    assert body["error"] == "architecture_not_trainable"
+    assert architecture in body["detail"] and "llama, mistral" in body["detail"]
+    assert body["trainable"] == ["llama", "mistral"]
+    assert not (settings.training_dir / "job-1").exists()
