@@ -18,6 +18,7 @@ from convassist.cli.common import console, fail
 from convassist.ml.errors import ModelError
 from convassist.ml.models.manifest import ModelSpec, load_manifest
 from convassist.ml.settings import MLSettings
+from convassist.ml.training.architectures import trainable_label
 
 app = typer.Typer(help="Models: list, download, locate.", no_args_is_help=True)
 
@@ -31,15 +32,18 @@ def _spec(model_id: str) -> ModelSpec:
 
 @app.command("list")
 def list_models() -> None:
-    """The manifest's models and which are available locally."""
+    """The manifest's models, which are available locally, and which can be trained."""
     settings = MLSettings()
     manifest = load_manifest()
-    table = Table("id", "name", "licence", "available", "source")
+    table = Table("id", "name", "licence", "available", "source", "trainable")
     for spec in manifest.models.values():
         available = spec.is_available(settings.models_dir)
         label = spec.id + (" (default)" if spec.id == manifest.default else "")
         source = "package" if spec.packaged else "download"
-        table.add_row(label, spec.name, spec.license, "yes" if available else "no", source)
+        trainable = trainable_label(spec.architecture_of(settings.models_dir))
+        table.add_row(
+            label, spec.name, spec.license, "yes" if available else "no", source, trainable
+        )
     Console().print(table)
 
 

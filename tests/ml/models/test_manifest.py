@@ -21,6 +21,7 @@ from convassist.ml.models import fingerprint
 from convassist.ml.models.download import pull
 from convassist.ml.models.manifest import ModelSpec, load_manifest, resolve_model
 from tests.ml.conftest import ml_settings
+from tests.support.gguf_files import write_gguf
 from tests.support.services import clean_env, free_port
 
 PAYLOAD = os.urandom(300_000)
@@ -47,6 +48,8 @@ def test_the_manifest_lists_the_default_and_the_seed_models() -> None:
             assert spec.source.startswith("https://huggingface.co/")
             assert spec.source.endswith("/" + spec.filename)
         assert spec.sha256 == "" or len(spec.sha256) == 64
+        assert spec.architecture, spec.id
+    assert default.architecture == "llama" and manifest.get("phi-2").architecture == "phi2"
 
 
 def test_resolution_order(tmp_path: Path, default_model_path: Path) -> None:
@@ -239,12 +242,24 @@ def _models_cli(*args: str, models_dir: Path) -> subprocess.CompletedProcess[str
     )
 
 
+def _columns(line: str, bar: str = "│") -> list[str]:
+    return [cell.strip() for cell in line.strip(bar).split(bar)]
+
+
 def test_models_cli_list_and_path(tmp_path: Path, default_model_path: Path) -> None:
+    # A downloaded file's own header decides whether it can be trained, not the manifest.
+    write_gguf(tmp_path / "Ministral-3b-instruct-Q4_K_M.gguf", "qwen2")
     listed = _models_cli("list", models_dir=tmp_path)
     assert listed.returncode == 0, listed.stderr
-    lines = {line.split()[1]: line for line in listed.stdout.splitlines() if "│" in line[:3]}
-    assert "yes" in lines["smollm2-135m-instruct"] and "(default)" in lines["smollm2-135m-instruct"]
-    assert "no" in lines["phi-2"]
+    rows = [_columns(line) for line in listed.stdout.splitlines() if line.startswith("│")]
+    header = next(line for line in listed.stdout.splitlines() if line.startswith("┃"))
+    assert _columns(header, "┃")[-1] == "trainable"
+    table = {row[0].split()[0]: row for row in rows}
+    smollm2 = table["smollm2-135m-instruct"]
+    assert smollm2[3:] == ["yes", "package", "yes"] and "(default)" in smollm2[0]
+    assert table["phi-2"][3:] == ["no", "download", "no (architecture phi2)"]
+    assert table["mistral-7b"][3:] == ["no", "download", "yes"]
+    assert table["ministral-3b-instruct"][3:] == ["yes", "download", "no (architecture qwen2)"]
     found = _models_cli("path", "smollm2-135m-instruct", models_dir=tmp_path)
     assert found.returncode == 0 and found.stdout.strip() == str(default_model_path)
     missing = _models_cli("path", "phi-2", models_dir=tmp_path)

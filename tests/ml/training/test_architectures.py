@@ -6,8 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import gguf
-import numpy as np
 import pytest
 
 from convassist.ml.training.architectures import (
@@ -16,23 +14,13 @@ from convassist.ml.training.architectures import (
     export_rules,
     gguf_architecture,
     rules_for_model_type,
+    trainable_label,
 )
 from convassist.ml.training.schemas import TrainingRequest
 from convassist.ml.training.service import TrainingJobs
 from tests.ml.conftest import ml_settings
 from tests.ml.training.conftest import make_samples, sample_json
-
-
-def write_gguf(path: Path, architecture: str) -> Path:
-    """A tiny GGUF file of `architecture` (one small tensor): what a header read sees."""
-    writer = gguf.GGUFWriter(str(path), architecture)
-    writer.add_block_count(1)
-    writer.add_tensor("token_embd.weight", np.zeros((4, 8), dtype=np.float32))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return path
+from tests.support.gguf_files import write_gguf
 
 
 @dataclass
@@ -52,6 +40,12 @@ def test_the_header_gives_the_architecture(tmp_path: Path, default_model_path: P
     assert rules_for_model_type("mistral") is TRAINABLE["mistral"]
     with pytest.raises(ValueError, match="loads as gemma3"):
         rules_for_model_type("gemma3")
+
+
+def test_the_trainable_label() -> None:
+    assert trainable_label("llama") == "yes"
+    assert trainable_label("gemma3") == "no (architecture gemma3)"
+    assert trainable_label(None) == "unknown until downloaded"
 
 
 def test_a_rewritten_file_is_read_again(tmp_path: Path) -> None:

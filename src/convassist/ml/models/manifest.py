@@ -37,6 +37,8 @@ class ModelSpec:
     context_length: int | None = None
     stop: tuple[str, ...] = DEFAULT_STOP
     description: str = ""
+    architecture: str = ""
+    """The GGUF's `general.architecture` (decides whether it can be trained); "" = unknown."""
 
     @property
     def packaged(self) -> bool:
@@ -53,6 +55,18 @@ class ModelSpec:
             return self.local_path(models_dir).is_file()
         except ModelNotFoundError:  # the package that ships it is not installed
             return False
+
+    def architecture_of(self, models_dir: Path) -> str | None:
+        """The file's own `general.architecture` when it is here and readable, else the
+        manifest's; None when neither says."""
+        from convassist.ml.training.architectures import gguf_architecture
+
+        if self.is_available(models_dir):
+            try:
+                return gguf_architecture(self.local_path(models_dir))
+            except (ValueError, OSError):  # not a GGUF file (yet): say what the manifest says
+                pass
+        return self.architecture or None
 
 
 @dataclass(frozen=True)
@@ -100,6 +114,7 @@ def _spec(model_id: str, entry: dict[str, Any]) -> ModelSpec:
         context_length=entry.get("context_length"),
         stop=tuple(entry.get("stop", DEFAULT_STOP)),
         description=str(entry.get("description", "")),
+        architecture=str(entry.get("architecture", "")),
     )
 
 

@@ -44,6 +44,13 @@ def trainable_names() -> str:
     return ", ".join(sorted(TRAINABLE))
 
 
+def trainable_label(architecture: str | None) -> str:
+    """Whether a model of `architecture` can be trained, for people (`convassist models list`)."""
+    if architecture is None:
+        return "unknown until downloaded"
+    return "yes" if architecture in TRAINABLE else f"no (architecture {architecture})"
+
+
 def gguf_architecture(model_path: Path) -> str:
     """`general.architecture` of a GGUF file, read from its header (weights stay on disk);
     remembered per file version (the header of a 135M model takes over a second to parse)."""
