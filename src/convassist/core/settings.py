@@ -168,6 +168,11 @@ class ServerSettings(CommonSettings):
         gt=0,
         description="Messages older than this when they sync (history) never wait on a reply.",
     )
+    train_on_groups: bool = Field(
+        False,
+        validation_alias="CONVASSIST_TRAIN_ON_GROUPS",
+        description="Training jobs also learn from the owner's replies in group chats.",
+    )
     outbox_expiry_seconds: float = Field(
         600.0,
         validation_alias="CONVASSIST_OUTBOX_EXPIRY_SECONDS",

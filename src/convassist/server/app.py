@@ -13,6 +13,7 @@ from convassist.core.http import add_common_middleware, install_error_handlers
 from convassist.core.openapi import document_errors
 from convassist.core.settings import ServerSettings
 from convassist.server.auth.router import router as auth_router
+from convassist.server.contacts.router import router as contacts_router
 from convassist.server.conversations.router import router as conversations_router
 from convassist.server.devices.router import router as devices_router
 from convassist.server.health import router as health_router
@@ -76,6 +77,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         sync_router,
         outbox_device_router,
         conversations_router,
+        contacts_router,
         inbox_router,
         responses_router,
         outbox_router,

@@ -23,6 +23,7 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
     text,
+    true,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -161,6 +162,9 @@ class Contact(UUIDPrimaryKey, Timestamps, Base):
     email: Mapped[str | None] = mapped_column(String(320), index=True)
     display_name: Mapped[str | None] = mapped_column(String(300))
     avatar_hash: Mapped[str | None] = mapped_column(String(128))
+    # The owner's consent: learn from it, suggest replies in it (`conversations/consent.py`).
+    training: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    suggestions: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
 
 
 class Conversation(UUIDPrimaryKey, Timestamps, Base):
@@ -175,6 +179,9 @@ class Conversation(UUIDPrimaryKey, Timestamps, Base):
     # When the newest message that needs the owner's reply arrived (the suggestion gate's
     # verdict, kept by sync); None when nothing waits: the owner replied, or dismissed it.
     awaiting_reply_since: Mapped[datetime | None] = mapped_column(index=True)
+    # The owner's consent: learn from it, suggest replies in it (`conversations/consent.py`).
+    training: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    suggestions: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
 
     participants: Mapped[list[ConversationParticipant]] = relationship(
         back_populates="conversation", cascade="all, delete-orphan", lazy="raise"

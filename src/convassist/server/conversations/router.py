@@ -5,11 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from convassist.core.openapi import error_responses
 from convassist.server.conversations import service
 from convassist.server.conversations.schemas import (
+    ConsentUpdate,
     ContextOut,
     ConversationOut,
     ConversationPage,
@@ -42,6 +43,25 @@ async def get_conversation(
     conversation_id: uuid.UUID, _: OwnerDep, session: SessionDep
 ) -> ConversationOut:
     return await service.get_conversation(session, conversation_id)
+
+
+@router.patch("/{conversation_id}", response_model=ConversationOut, responses=error_responses(404))
+async def update_conversation(
+    conversation_id: uuid.UUID, body: ConsentUpdate, _: OwnerDep, session: SessionDep
+) -> ConversationOut:
+    """Learn from this conversation (`training`) and suggest replies in it (`suggestions`).
+
+    Off for the conversation or for any of its contacts leaves it out."""
+    return await service.update_consent(session, conversation_id, body)
+
+
+@router.delete("/{conversation_id}", status_code=204, responses=error_responses(404))
+async def delete_conversation(
+    conversation_id: uuid.UUID, _: OwnerDep, session: SessionDep
+) -> Response:
+    """Delete the conversation, its messages, suggestions, training samples and outbox."""
+    await service.delete_conversation(session, conversation_id)
+    return Response(status_code=204)
 
 
 @router.get(

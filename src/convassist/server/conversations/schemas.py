@@ -3,15 +3,31 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from convassist.core.schemas import APIModel
+from convassist.core.schemas import APIModel, RequestModel
 from convassist.server.models import Direction, MessageType
 
 
 class ParticipantOut(APIModel):
     handle: str
     display_name: str | None = Field(description="The contact's name for this handle, if known.")
+    contact_id: uuid.UUID | None = Field(None, description="The contact, if one is known.")
+    training: bool = Field(True, description="The contact's training switch (true: no contact).")
+    suggestions: bool = Field(True, description="The contact's suggestions switch.")
+
+
+class ConsentUpdate(RequestModel):
+    """The owner's switches for a conversation or a contact; give one or both."""
+
+    training: bool | None = Field(None, description="Learn from it (false: leave it out).")
+    suggestions: bool | None = Field(None, description="Suggest replies in it.")
+
+    @model_validator(mode="after")
+    def _something(self) -> ConsentUpdate:
+        if self.training is None and self.suggestions is None:
+            raise ValueError("give training, suggestions or both (true or false)")
+        return self
 
 
 class TextSpan(APIModel):
@@ -43,6 +59,15 @@ class ConversationOut(APIModel):
     service: str | None
     awaiting_reply_since: datetime | None = Field(
         description="When the message waiting for your reply arrived; null when none waits."
+    )
+    training: bool = Field(description="This conversation's own training switch.")
+    suggestions: bool = Field(description="This conversation's own suggestions switch.")
+    learning: bool = Field(
+        description="Its switch and its contacts' allow training (a group chat also needs "
+        "CONVASSIST_TRAIN_ON_GROUPS)."
+    )
+    suggesting: bool = Field(
+        description="Whether replies are suggested in it: its switch and its contacts'."
     )
     match: MessageMatchOut | None = Field(
         default=None,

@@ -14,14 +14,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, exists, or_, select
+from sqlalchemy import ColumnElement, Select, and_, delete, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from convassist.core.errors import NotFound
 from convassist.core.prompt import ChatLine, clean_text, render_prompt
 from convassist.server.conversations import search
+from convassist.server.conversations.consent import allowed
 from convassist.server.conversations.excerpt import excerpt
 from convassist.server.conversations.schemas import (
+    ConsentUpdate,
     ConversationOut,
     ConversationPage,
     MessageMatchOut,
@@ -36,34 +38,56 @@ from convassist.server.models import (
     Conversation,
     ConversationParticipant,
     Direction,
+    GeneratedResponse,
     Message,
+    TrainingSample,
 )
 from convassist.server.pagination import decode_cursor, decode_timed_cursor, encode_cursor
 
 
 def _participants_by_conversation(
-    rows: Sequence[tuple[uuid.UUID, str, str | None]],
+    rows: Sequence[Any],
 ) -> dict[uuid.UUID, list[ParticipantOut]]:
     grouped: dict[uuid.UUID, list[ParticipantOut]] = defaultdict(list)
-    for conversation_id, handle, name in rows:
-        grouped[conversation_id].append(ParticipantOut(handle=handle, display_name=name))
+    for conversation_id, handle, name, contact_id, training, suggestions in rows:
+        grouped[conversation_id].append(
+            ParticipantOut(
+                handle=handle,
+                display_name=name,
+                contact_id=contact_id,
+                training=training is not False,
+                suggestions=suggestions is not False,
+            )
+        )
     return grouped
 
 
 async def conversation_views(
     session: AsyncSession, conversations: Sequence[Conversation]
 ) -> list[ConversationOut]:
-    """Conversations with their participants and resolved names (one extra query)."""
+    """Conversations with their participants, resolved names and consent (two queries)."""
     if not conversations:
         return []
+    ids = [c.id for c in conversations]
+    consent = {
+        row[0]: (row[1], row[2])
+        for row in await session.execute(
+            select(Conversation.id, allowed("training"), allowed("suggestions")).where(
+                Conversation.id.in_(ids)
+            )
+        )
+    }
     rows = await session.execute(
         select(
             ConversationParticipant.conversation_id,
             ConversationParticipant.handle,
             Contact.display_name,
+            Contact.id,
+            Contact.training,
+            Contact.suggestions,
         )
         .outerjoin(Contact, Contact.apple_id == ConversationParticipant.handle)
-        .where(ConversationParticipant.conversation_id.in_([c.id for c in conversations]))
+        .where(ConversationParticipant.conversation_id.in_(ids))
         .order_by(ConversationParticipant.handle)
     )
     participants = _participants_by_conversation(rows.all())
@@ -86,6 +110,10 @@ async def conversation_views(
                 last_message_at=conversation.last_message_at,
                 service=conversation.service,
                 awaiting_reply_since=conversation.awaiting_reply_since,
+                training=conversation.training,
+                suggestions=conversation.suggestions,
+                learning=bool(consent[conversation.id][0]),
+                suggesting=bool(consent[conversation.id][1]),
             )
         )
     return views
@@ -182,6 +210,49 @@ async def _get(session: AsyncSession, conversation_id: uuid.UUID) -> Conversatio
 
 async def get_conversation(session: AsyncSession, conversation_id: uuid.UUID) -> ConversationOut:
     return (await conversation_views(session, [await _get(session, conversation_id)]))[0]
+
+
+async def update_consent(
+    session: AsyncSession, conversation_id: uuid.UUID, body: ConsentUpdate
+) -> ConversationOut:
+    """Set the conversation's training and/or suggestions switch."""
+    conversation = await _get(session, conversation_id)
+    if body.training is not None:
+        conversation.training = body.training
+    if body.suggestions is not None:
+        conversation.suggestions = body.suggestions
+    await session.flush()
+    return await get_conversation(session, conversation_id)
+
+
+async def delete_conversations(session: AsyncSession, ids: Sequence[uuid.UUID]) -> None:
+    """Delete conversations with everything stored about them.
+
+    The database cascades to participants, messages (and the search index, by trigger),
+    their suggestions and the outbox; training samples only point at a conversation or a
+    suggestion (SET NULL), so they are deleted here first."""
+    if not ids:
+        return
+    suggestions = (
+        select(GeneratedResponse.id)
+        .join(Message, Message.id == GeneratedResponse.message_id)
+        .where(Message.conversation_id.in_(ids))
+    )
+    await session.execute(
+        delete(TrainingSample).where(
+            or_(
+                TrainingSample.conversation_id.in_(ids),
+                TrainingSample.response_id.in_(suggestions),
+            )
+        )
+    )
+    await session.execute(delete(Conversation).where(Conversation.id.in_(ids)))
+
+
+async def delete_conversation(session: AsyncSession, conversation_id: uuid.UUID) -> None:
+    """404 if unknown; see `delete_conversations`."""
+    await _get(session, conversation_id)
+    await delete_conversations(session, [conversation_id])
 
 
 async def list_messages(

@@ -46,7 +46,7 @@ def response_out(view: service.ResponseView) -> ResponseOut:
     )
 
 
-@router.post("/generate", response_model=GenerateResult, responses=error_responses(404, 504))
+@router.post("/generate", response_model=GenerateResult, responses=error_responses(404, 409, 504))
 async def generate(
     body: GenerateRequest, _: OwnerDep, session: SessionDep, ml: MLDep
 ) -> GenerateResult:

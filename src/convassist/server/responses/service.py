@@ -22,6 +22,7 @@ from convassist.core.errors import AppError, Conflict, NotFound, Unprocessable
 from convassist.core.logging import get_logger
 from convassist.core.prompt import REPLY_STOP, extract_reply
 from convassist.ml.generation import schemas as ml_schemas
+from convassist.server.conversations.consent import is_allowed
 from convassist.server.conversations.service import build_context
 from convassist.server.live import Mirror
 from convassist.server.ml_client import MLClient
@@ -76,6 +77,11 @@ async def generate(
         raise Unprocessable(
             "Suggestions are for incoming messages; this one was sent by you.",
             code="not_incoming",
+        )
+    if not await is_allowed(session, message.conversation_id, "suggestions"):
+        raise Conflict(
+            "You switched suggestions off for this conversation or one of its contacts.",
+            code="suggestions_excluded",
         )
     context = await build_context(session, message.id, max_history=body.context.max_history)
     row = GeneratedResponse(

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from convassist.core.db import session_scope
 from convassist.core.errors import AppError
 from convassist.core.logging import get_logger
+from convassist.server.conversations.consent import allowed
 from convassist.server.ml_client import MLClient
 from convassist.server.models import (
     Conversation,
@@ -157,7 +158,8 @@ class Suggester:
         return utcnow() - self.policy.max_age
 
     async def _due(self, session: AsyncSession, conversation_id: uuid.UUID) -> uuid.UUID | None:
-        """The waiting message, if it still waits, is recent, and needs a suggestion."""
+        """The waiting message, if it still waits, is recent, needs a suggestion, and the
+        owner allows suggestions in the conversation (`conversations/consent.py`)."""
         rows = (
             await session.execute(
                 select(Message)
@@ -165,6 +167,7 @@ class Suggester:
                 .where(
                     Conversation.id == conversation_id,
                     Conversation.awaiting_reply_since >= self._cutoff(),
+                    allowed("suggestions"),
                     Message.conversation_id == conversation_id,
                     Message.sent_at == Conversation.awaiting_reply_since,
                     Message.direction == Direction.INCOMING,

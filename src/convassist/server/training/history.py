@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from convassist.core.prompt import ChatLine, Speaker, clean_text, render_prompt
+from convassist.server.conversations.consent import allowed
 from convassist.server.messages import has_text
 from convassist.server.models import Contact, Conversation, Direction, Message
 
@@ -33,9 +34,10 @@ class HistorySample:
 
 
 async def history_samples(
-    session: AsyncSession, *, max_history: int = 10
+    session: AsyncSession, *, max_history: int = 10, groups: bool = False
 ) -> AsyncIterator[HistorySample]:
-    """Stream the samples, conversation by conversation, in time order."""
+    """Stream the samples, conversation by conversation, in time order, of the conversations
+    the owner lets the model learn from (group chats only with `groups`)."""
     query = (
         select(
             Message.conversation_id,
@@ -47,7 +49,7 @@ async def history_samples(
         )
         .join(Conversation, Conversation.id == Message.conversation_id)
         .outerjoin(Contact, Contact.apple_id == Message.sender_id)
-        .where(has_text())
+        .where(has_text(), allowed("training", groups=groups))
         .order_by(Message.conversation_id, Message.sent_at, Message.id)
         .execution_options(yield_per=2000)
     )

@@ -23,6 +23,7 @@ from convassist.core.errors import AppError, Conflict, NotFound, Unprocessable
 from convassist.core.logging import get_logger
 from convassist.core.model_version import MalformedModelVersion, ModelVersion
 from convassist.ml.training.schemas import TrainingJobState, TrainingRequest, TrainingSampleIn
+from convassist.server.conversations.consent import usable
 from convassist.server.live import Mirror
 from convassist.server.ml_client import MLClient, MLServiceError
 from convassist.server.models import TrainingJob, TrainingSample, TrainingStatus, utcnow
@@ -54,17 +55,21 @@ async def _served_base_model(ml: MLClient) -> str:
         ) from None
 
 
-async def _collect(session: AsyncSession, body: JobCreate) -> list[dict[str, Any]]:
-    """The owner's samples at or above min quality, plus (optionally) history, deduplicated."""
+async def _collect(session: AsyncSession, body: JobCreate, *, groups: bool) -> list[dict[str, Any]]:
+    """The owner's samples at or above min quality, plus (optionally) history, deduplicated;
+    none of a conversation the owner keeps out of training (or a group chat, unless `groups`)."""
     samples = await session.execute(
         select(TrainingSample)
-        .where(TrainingSample.quality >= body.min_quality)
+        .where(
+            TrainingSample.quality >= body.min_quality,
+            usable(TrainingSample.conversation_id, "training", groups=groups),
+        )
         .order_by(TrainingSample.created_at, TrainingSample.id)
     )
     records = [jsonl_record(sample) for sample in samples.scalars()]
     if body.include_history and body.min_quality <= HISTORY_QUALITY:
         seen = {(r["prompt"], r["completion"]) for r in records}
-        async for sample in history_samples(session):
+        async for sample in history_samples(session, groups=groups):
             if (sample.prompt, sample.completion) in seen:
                 continue
             records.append(
@@ -91,11 +96,16 @@ def _write_snapshot(path: Path, records: list[dict[str, Any]]) -> None:
 
 
 async def create_job(
-    session: AsyncSession, ml: MLClient, body: JobCreate, *, data_dir: Path
+    session: AsyncSession,
+    ml: MLClient,
+    body: JobCreate,
+    *,
+    data_dir: Path,
+    train_on_groups: bool = False,
 ) -> TrainingJob:
     """Create the job (`queued`), snapshot its samples, submit them to the ML service."""
     base_model = body.base_model or await _served_base_model(ml)
-    records = await _collect(session, body)
+    records = await _collect(session, body, groups=train_on_groups)
     if not records:
         raise Unprocessable(
             "No training samples to learn from: accept or edit some suggestions, add samples, "

@@ -97,7 +97,9 @@ async def create_job(
     body: JobCreate, _: OwnerDep, session: SessionDep, ml: MLDep, settings: SettingsDep
 ) -> JobOut:
     """Snapshot the matching samples (and history) and start a LoRA training job."""
-    job = await jobs.create_job(session, ml, body, data_dir=settings.data_dir)
+    job = await jobs.create_job(
+        session, ml, body, data_dir=settings.data_dir, train_on_groups=settings.train_on_groups
+    )
     return JobOut.model_validate(job)
 
 

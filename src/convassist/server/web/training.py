@@ -299,7 +299,16 @@ async def start_job(
             "1 to 64 and the minimum quality 0 to 1."
         )
         return _job_form_response(request, viewer, values, error=error, status_code=422)
-    result = await attempt(session, jobs.create_job(session, ml, body, data_dir=settings.data_dir))
+    result = await attempt(
+        session,
+        jobs.create_job(
+            session,
+            ml,
+            body,
+            data_dir=settings.data_dir,
+            train_on_groups=settings.train_on_groups,
+        ),
+    )
     if isinstance(result, AppError):
         error = result.detail
         if result.code == "no_samples":
