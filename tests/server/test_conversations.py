@@ -120,11 +120,12 @@ async def test_list_is_newest_first_with_resolved_names(
     assert group["messageCount"] == 4
     assert datetime.fromisoformat(group["lastMessageAt"]) == T0 + timedelta(minutes=13)
     assert group["imessageId"] == "iMessage;+;chat-trip"
-    assert group["participants"] == [
-        {"handle": ALICE, "displayName": "Alice Liddell"},
-        {"handle": BOB, "displayName": None},
-        {"handle": CAROL, "displayName": "Carol Ødegård"},
+    assert [(p["handle"], p["displayName"]) for p in group["participants"]] == [
+        (ALICE, "Alice Liddell"),
+        (BOB, None),
+        (CAROL, "Carol Ødegård"),
     ]
+    assert [p["contactId"] is None for p in group["participants"]] == [False, True, False]
     assert by_id[world["empty"]]["lastMessageAt"] is None
     assert by_id[world["alice"]]["messageCount"] == 7
 

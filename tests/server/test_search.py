@@ -273,9 +273,31 @@ def test_the_migration_indexes_messages_stored_before_it(empty_database: str) ->
         conversation = uuid.uuid4()
         try:
             async with engine.begin() as conn:
+                # The columns of 0003 only (later migrations add more to the model).
+                old = sa.table(
+                    "conversations",
+                    *(
+                        sa.column(name, Conversation.__table__.c[name].type)
+                        for name in (
+                            "id",
+                            "imessage_id",
+                            "last_message_at",
+                            "is_group",
+                            "message_count",
+                            "created_at",
+                            "updated_at",
+                        )
+                    ),
+                )
                 await conn.execute(
-                    sa.insert(Conversation.__table__).values(
-                        id=conversation, imessage_id="chat-old", last_message_at=T0
+                    sa.insert(old).values(
+                        id=conversation,
+                        imessage_id="chat-old",
+                        last_message_at=T0,
+                        is_group=False,
+                        message_count=0,
+                        created_at=T0,
+                        updated_at=T0,
                     )
                 )
                 await conn.execute(

@@ -23,19 +23,17 @@ TABLES = ("conversations", "contacts")
 
 
 def upgrade() -> None:
+    # Plain ADD COLUMN, not batch mode: a constant default needs no rebuild, and a rebuild of
+    # `conversations` on SQLite drops the table, which (foreign keys on) deletes its messages.
     for table in TABLES:
-        with op.batch_alter_table(table, schema=None) as batch_op:
-            batch_op.add_column(
-                sa.Column("training", sa.Boolean(), server_default=sa.true(), nullable=False)
-            )
-            batch_op.add_column(
-                sa.Column("suggestions", sa.Boolean(), server_default=sa.true(), nullable=False)
+        for column in ("training", "suggestions"):
+            op.add_column(
+                table, sa.Column(column, sa.Boolean(), server_default=sa.true(), nullable=False)
             )
 
 
 def downgrade() -> None:
-    # Plain DROP COLUMN (SQLite 3.35+): a batch rebuild would drop `conversations`, and with
-    # foreign keys on, that deletes every message through the cascade.
+    # Plain DROP COLUMN (SQLite 3.35+), for the same reason.
     for table in TABLES:
         for column in ("suggestions", "training"):
             op.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
