@@ -16,6 +16,7 @@ from convassist.server.deps import MLDep, SessionDep
 from convassist.server.ml_client import MLClient
 from convassist.server.responses import service as responses
 from convassist.server.responses.service import ResponseView
+from convassist.server.web.consent import panel_context
 from convassist.server.web.deps import PageViewer, Viewer, is_htmx
 from convassist.server.web.render import render
 from convassist.server.web.thread import layout
@@ -116,6 +117,7 @@ async def conversation_page(
         session, conversation_id, before=None, limit=MESSAGES_PER_PAGE
     )
     context = await _thread_page(viewer, session, ml, conversation, messages, newest=True)
+    context.update(await panel_context(session, conversation))
     return render(request, viewer, "conversation.html", nav="conversations", **context)
 
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from convassist.server.web import (
     adapters,
     auth,
+    consent,
     conversations,
     devices,
     inbox,
@@ -25,6 +26,7 @@ for module in (
     setup,
     devices,
     conversations,
+    consent,
     suggestions,
     training,
     adapters,
