@@ -53,6 +53,7 @@ from convassist.ml.backends.base import Sampling  # noqa: E402
 from convassist.ml.models.manifest import load_manifest  # noqa: E402
 from convassist.ml.training import dataset, export, trainer  # noqa: E402
 from convassist.ml.training.dataset import Example, Sample  # noqa: E402
+from convassist.ml.training.device import cpu_has_bf16  # noqa: E402
 from convassist.ml.training.files import JobFiles, JobSpec, write_json  # noqa: E402
 
 HISTORY = 10
@@ -126,7 +127,7 @@ def bench_training(
     ours_model = trainer.add_lora(copy.deepcopy(base), config)
     raw_model = trainer.add_lora(copy.deepcopy(base), config)
     batches = dataset.length_batches(examples, config.batch_size, random.Random(config.seed))
-    bf16 = trainer.cpu_has_bf16()
+    bf16 = cpu_has_bf16()
     warm = batches[:2]  # first use of a shape sets up its kernels: not timed, for either
     trainer.train(ours_model, [e for b in warm for e in b], config, pad_id=2)
     raw_steps(raw_model, warm, 2, bf16)
@@ -228,10 +229,10 @@ def main() -> None:
     examples = dataset.build_examples(samples[: args.examples], tok, args.max_length)
     print(
         f"{len(examples)} replies from the {source}; mean {statistics.mean(map(len, examples)):.0f}"
-        f" tokens per example (max {args.max_length}); bf16: {trainer.cpu_has_bf16()}; threads 2"
+        f" tokens per example (max {args.max_length}); bf16: {cpu_has_bf16()}; threads 2"
     )
     base = trainer.load_model(model_path)
-    config = trainer.TrainConfig(epochs=1, threads=2)
+    config = trainer.TrainConfig(epochs=1, threads=2, device="cpu")
     layers = trainer.lora_layer_count(config, base.config.num_hidden_layers)
     print(
         f"Training, LoRA r={config.rank} on {', '.join(config.target_modules)} of the top "

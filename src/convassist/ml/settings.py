@@ -9,6 +9,7 @@ from pydantic import Field
 
 from convassist.core.settings import CommonSettings, default_cache_dir
 from convassist.core.training import DEFAULT_BATCH_SIZE, DEFAULT_MAX_CONTEXT
+from convassist.ml.training.device import TrainDeviceSetting
 from convassist.ml.training.yielding import TrainPriority
 
 Backend = Literal["llama", "openai"]
@@ -179,6 +180,13 @@ class MLSettings(CommonSettings):
         description="CPU priority of a training job's process: idle = only CPU time nothing "
         "else wants (Linux SCHED_IDLE, nice 19), low = SCHED_BATCH and nice 19, normal = "
         "unchanged.",
+    )
+    train_device: TrainDeviceSetting = Field(
+        "auto",
+        validation_alias="ML_SERVICE_TRAIN_DEVICE",
+        description="Where training jobs run: auto = CUDA if torch sees a GPU, else MPS "
+        "(Apple silicon), else the CPU; cpu, cuda or mps = that device (a job is refused "
+        "when it is missing). Generation keeps ML_SERVICE_GPU_LAYERS.",
     )
     train_yield_seconds: float = Field(
         30.0,

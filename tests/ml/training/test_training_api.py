@@ -18,6 +18,7 @@ import pytest
 
 from convassist.ml.generation.manager import LLMManager
 from convassist.ml.runtime.inprocess import RESTARTED, STOPPED
+from convassist.ml.training.device import choose_device
 from convassist.ml.training.record import TrainingRecord
 from tests.ml.conftest import AppFactory
 from tests.ml.training.conftest import make_samples, sample_json
@@ -104,6 +105,9 @@ async def test_a_job_trains_evaluates_stores_and_activates_its_adapter(
     # It trained at the lowest priority, on the configured threads, never paused.
     assert metrics["priority"] == "idle" and metrics["threads"] == 2
     assert metrics["pauses"] == 0 and metrics["pausedSeconds"] == 0
+    # It says where it trained (the CPU here) and in which number type.
+    chosen = choose_device()
+    assert (metrics["device"], metrics["dtype"]) == (chosen.type, chosen.dtype)
     # The held-out replies (other conversations) got likelier under the adapter.
     assert metrics["adapterNll"] < metrics["baseNll"]
     assert metrics["basePerplexity"] == pytest.approx(math.exp(metrics["baseNll"]), rel=1e-3)

@@ -28,6 +28,7 @@ from convassist.core.training import (
     DEFAULT_MAX_CONTEXT,
     DEFAULT_TARGET_MODULES,
 )
+from convassist.ml.training.device import TrainDeviceSetting
 from convassist.ml.training.schemas import TrainingStatus
 from convassist.ml.training.yielding import TrainPriority
 
@@ -74,6 +75,7 @@ class JobSpec:
     llama_config: Literal["default", "safe"] | None = None
     """The service's llama.cpp configuration (`ml/models/native.py`); None: chosen for this CPU."""
     priority: TrainPriority = "normal"
+    device: TrainDeviceSetting = "auto"
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -121,6 +121,7 @@ def run(files: JobFiles, spec: JobSpec, reporter: Reporter, policy: str) -> None
         target_modules=tuple(spec.target_modules),
         layers=spec.lora_layers,
         threads=spec.threads,
+        device=spec.device,
     )
     metrics["loraAlpha"] = config.lora_alpha
     model = trainer.load_model(Path(spec.model_path))
@@ -160,7 +161,8 @@ def run(files: JobFiles, spec: JobSpec, reporter: Reporter, policy: str) -> None
         trainSeconds=round(result.seconds, 2),
         tokensPerSecond=round(result.tokens_per_second, 1),
         finalLoss=round(result.final_loss, 4),
-        bf16=result.bf16,
+        device=result.device,
+        dtype=result.dtype,
     )
     # The store its parent uses (`MLSettings.runner_env`): with Redis, every instance's.
     store = make_adapter_store(MLSettings())

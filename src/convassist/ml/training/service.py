@@ -29,6 +29,7 @@ from convassist.ml.runtime.stores import LocalStore
 from convassist.ml.settings import MLSettings
 from convassist.ml.training.architectures import export_rules, gguf_architecture
 from convassist.ml.training.dataset import Sample, unusable_reason
+from convassist.ml.training.device import check_device
 from convassist.ml.training.record import TrainingPayload, TrainingRecord
 from convassist.ml.training.schemas import JOB_ID_PATTERN, TrainingJobState, TrainingRequest
 from convassist.ml.training.supervise import ServedModel, train
@@ -133,6 +134,7 @@ class TrainingJobs:
     async def submit(self, request: TrainingRequest) -> TrainingJobState:
         served = self._check(request)
         export_rules(await asyncio.to_thread(gguf_architecture, served.path))
+        await asyncio.to_thread(check_device, self.settings.train_device)
         samples = [
             Sample(s.prompt, s.completion, s.quality, s.conversation_id) for s in request.samples
         ]

@@ -83,6 +83,7 @@ def job_spec(
         lora_layers=settings.train_lora_layers,
         llama_config=served.native.config.name,
         priority=settings.train_priority,
+        device=settings.train_device,
     )
 
 

@@ -8,7 +8,8 @@ it fast on a CPU (see docs/ml-service.md, "Training speed"):
   few distinct shapes need kernels) and contexts cut to `max_length` tokens;
 - no attention mask (right padding is invisible to a causal model's real tokens);
 - the output layer (49k vocabulary) runs only on the positions that carry a loss;
-- bf16 autocast where the CPU has bf16 instructions (avx512_bf16 / amx_bf16);
+- bf16 autocast where the CPU has bf16 instructions (avx512_bf16 / amx_bf16); on a GPU
+  (CUDA or MPS) bf16 or fp16 as the device supports (`device.py`);
 - LoRA on every linear layer of each block (attention and MLP) by default.
 
 The loss of a batch is the sum over reply tokens of quality times NLL, divided by the number of
@@ -39,8 +40,8 @@ from convassist.core.training import (
 )
 from convassist.ml.training.architectures import rules_for_model_type
 from convassist.ml.training.dataset import IGNORE_INDEX, Example, length_batches
+from convassist.ml.training.device import TrainDeviceSetting, choose_device
 
-BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 PAD_MULTIPLE = 16
 
 
@@ -61,8 +62,8 @@ class TrainConfig:
     """Adapt only the top this many layers (the backward pass stops there); None = the top
     `DEFAULT_LORA_LAYER_SHARE` of them."""
     threads: int | None = None
-    bf16: bool | None = None
-    """None = use bf16 autocast where the CPU supports it."""
+    device: TrainDeviceSetting = "auto"
+    """Where to train (`device.choose_device`); the number type follows the device."""
     warmup_fraction: float = 0.05
     max_grad_norm: float = 1.0
 
@@ -87,21 +88,13 @@ class TrainResult:
     """Tokens processed (padding excluded), all epochs."""
     seconds: float
     final_loss: float
-    bf16: bool
+    device: str
+    dtype: str
     losses: list[float] = field(default_factory=list)
 
     @property
     def tokens_per_second(self) -> float:
         return self.tokens / self.seconds if self.seconds > 0 else 0.0
-
-
-def cpu_has_bf16() -> bool:
-    """Whether the CPU has native bf16 instructions (Linux: /proc/cpuinfo flags)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="ignore").split()
-    except OSError:
-        return False
-    return any(flag in flags for flag in BF16_FLAGS)
 
 
 def load_model(model_path: Path) -> Any:
@@ -203,12 +196,15 @@ def train(
     on_progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> TrainResult:
-    """Fit the LoRA weights of `peft_model` on `examples`; raises Cancelled if asked to stop."""
+    """Fit the LoRA weights of `peft_model` on `examples`; raises Cancelled if asked to stop.
+
+    Trains on `config.device` (the model moves there and back to the CPU at the end)."""
     if not examples:
         raise ValueError("no training examples")
     if config.threads:
         torch.set_num_threads(config.threads)
-    use_bf16 = cpu_has_bf16() if config.bf16 is None else config.bf16
+    device = choose_device(config.device)
+    peft_model.to(device.type)
     rng = random.Random(config.seed)
     torch.manual_seed(config.seed)
     causal_lm = peft_model.get_base_model()
@@ -218,19 +214,28 @@ def train(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, schedule(total_steps, config.warmup_fraction)
     )
+    scaler = torch.amp.GradScaler(device.type, enabled=device.scaled)
     peft_model.train()
-    result = TrainResult(steps=0, tokens=0, seconds=0.0, final_loss=math.nan, bf16=use_bf16)
+    result = TrainResult(
+        steps=0, tokens=0, seconds=0.0, final_loss=math.nan, device=device.type, dtype=device.dtype
+    )
     started = time.perf_counter()
     for epoch in range(config.epochs):
         for batch in length_batches(examples, config.batch_size, rng):
             if should_stop is not None and should_stop():
                 raise Cancelled
-            ids, labels, weights = collate(batch, pad_id)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
+            ids, labels, weights = (t.to(device.type) for t in collate(batch, pad_id))
+            with torch.autocast(
+                device.type,
+                dtype=device.autocast_dtype,
+                enabled=device.autocast_dtype is not None,
+            ):
                 loss = weighted_loss(causal_lm, ids, labels, weights)
-            torch.autograd.backward(loss)
+            torch.autograd.backward(scaler.scale(loss))
+            scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-            optimizer.step()
+            scaler.step(optimizer)
+            scaler.update()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             result.steps += 1
@@ -248,6 +253,7 @@ def train(
                     )
                 )
     peft_model.eval()
+    peft_model.to("cpu")
     tail = result.losses[-max(1, len(result.losses) // 10) :]
     result.final_loss = sum(tail) / len(tail)
     return result
