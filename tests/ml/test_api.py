@@ -161,6 +161,7 @@ async def test_health_models_and_metrics(client: httpx.AsyncClient) -> None:
         "mistral-7b",
         "llama-2-7b",
         "phi-2",
+        "gemma3-270m",
     }
     assert by_id["smollm2-135m-instruct"]["cached"] and by_id["smollm2-135m-instruct"]["loaded"]
     assert not by_id["phi-2"]["cached"] and not by_id["phi-2"]["loaded"]

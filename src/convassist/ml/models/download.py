@@ -17,7 +17,7 @@ import httpx
 
 from convassist.ml.errors import DownloadError
 from convassist.ml.models import fingerprint
-from convassist.ml.models.manifest import ModelSpec
+from convassist.ml.models.manifest import ModelSpec, assemble
 
 Progress = Callable[[int, int | None], None]
 """Called with (bytes done, total bytes or None) as the download advances."""
@@ -36,7 +36,7 @@ def pull(
 ) -> tuple[Path, str]:
     """Download `spec` into `models_dir` (resuming a partial file); return (path, sha256)."""
     if spec.packaged:
-        path = spec.local_path(models_dir)
+        path = assemble(spec, models_dir) if spec.assembled else spec.local_path(models_dir)
         return path, fingerprint.cached_sha256(path, models_dir)
     dest = models_dir / spec.filename
     if dest.is_file():

