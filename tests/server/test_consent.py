@@ -163,7 +163,13 @@ async def test_no_suggestions_where_the_owner_switched_them_off(
     page = (await owner_client.get(f"/api/conversations/{conversation}/messages")).json()
     message_id = page["items"][-1]["id"]
     contact = await _contact(device_client, owner_client, FRIEND)
+    offered = await suggestion(app, message_id, ["Sure, 7?"])
     await owner_client.patch(f"/api/contacts/{contact['id']}", json={"suggestions": False})
+    async with app.state.sessionmaker() as session:  # what was on offer is retired
+        row = await session.get(GeneratedResponse, uuid.UUID(offered))
+        assert row is not None and row.retired_at is not None
+        await session.delete(row)
+        await session.commit()
     assert await app.state.suggester.suggest(uuid.UUID(conversation)) is None
     resp = await owner_client.post("/api/responses/generate", json={"messageId": message_id})
     assert (resp.status_code, resp.json()["error"]) == (409, "suggestions_excluded")

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from convassist.core.errors import NotFound
 from convassist.server.contacts.schemas import ContactOut, ContactPage
+from convassist.server.conversations.consent import retire_excluded_suggestions
 from convassist.server.conversations.schemas import ConsentUpdate
 from convassist.server.conversations.service import delete_conversations
 from convassist.server.models import Contact, Conversation, ConversationParticipant
@@ -62,6 +63,8 @@ async def update_consent(
     if body.suggestions is not None:
         contact.suggestions = body.suggestions
     await session.flush()
+    if body.suggestions is False:
+        await retire_excluded_suggestions(session)
     return ContactOut.model_validate(contact)
 
 

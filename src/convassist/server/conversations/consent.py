@@ -11,11 +11,18 @@ from __future__ import annotations
 import uuid
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Select, and_, exists, not_, or_, select
+from sqlalchemy import ColumnElement, Select, and_, exists, not_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import QueryableAttribute
 
-from convassist.server.models import Contact, Conversation, ConversationParticipant
+from convassist.server.models import (
+    Contact,
+    Conversation,
+    ConversationParticipant,
+    GeneratedResponse,
+    Message,
+    utcnow,
+)
 
 Use = Literal["training", "suggestions"]
 
@@ -54,3 +61,19 @@ async def is_allowed(session: AsyncSession, conversation_id: uuid.UUID, use: Use
         select(Conversation.id).where(Conversation.id == conversation_id, allowed(use))
     )
     return found is not None
+
+
+async def retire_excluded_suggestions(session: AsyncSession) -> None:
+    """Retire the suggestions still on offer in conversations now left out of suggestions
+    (the inbox and the thread stop showing them)."""
+    await session.execute(
+        update(GeneratedResponse)
+        .where(
+            GeneratedResponse.retired_at.is_(None),
+            GeneratedResponse.message_id.in_(
+                select(Message.id).where(Message.conversation_id.in_(excluded_ids("suggestions")))
+            ),
+        )
+        .values(retired_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
