@@ -15,6 +15,7 @@ from convassist.ml.training.device import (
     choose_device,
     cpu_has_bf16,
 )
+from convassist.ml.training.runner import failure_message
 from tests.ml.conftest import AppFactory
 from tests.ml.training.conftest import make_samples, sample_json
 
@@ -48,6 +49,8 @@ def test_a_missing_device_is_a_clear_error(device: str) -> None:
     assert missing.value.status_code == 503
     check_device("auto")
     check_device("cpu")
+    # A worker without the device fails its job with the same sentence.
+    assert failure_message(missing.value) == f"Training failed: {missing.value.detail}"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")

@@ -26,6 +26,7 @@ from types import FrameType
 from typing import Any, NoReturn, TextIO
 
 from convassist.core.logging import configure_logging, get_logger
+from convassist.ml.training.device import DeviceUnavailable
 from convassist.ml.training.files import JobFiles, JobSpec, read_json, utcnow
 from convassist.ml.training.yielding import lower_priority
 
@@ -270,7 +271,11 @@ def main(argv: list[str]) -> int:
 
 
 def failure_message(exc: BaseException) -> str:
-    """What the job reports; only our own errors' text (never data), else the error type."""
+    """What the job reports; only our own errors' text (never data), else the error type.
+    A worker whose machine lacks `ML_SERVICE_TRAIN_DEVICE` fails here (`DeviceUnavailable`):
+    the service checked its own machine only."""
+    if isinstance(exc, DeviceUnavailable):
+        return f"Training failed: {exc.detail}"
     if isinstance(exc, ValueError | OSError | MemoryError):
         return f"Training failed: {str(exc)[:300] or type(exc).__name__}"
     return f"Training failed ({type(exc).__name__})."
