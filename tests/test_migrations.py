@@ -53,3 +53,30 @@ def test_drift_is_detected(tmp_path: Path) -> None:
             migrate.check(url)
     finally:
         Base.metadata.remove(extra)
+
+
+def test_migrating_down_and_up_keeps_the_messages(tmp_path: Path) -> None:
+    """Migrations run with SQLite's foreign keys off: a table that batch mode rebuilds (it
+    copies it and drops the original; 0003's downgrade rebuilds `conversations`) must not
+    cascade to its messages. With foreign keys on, this downgrade deletes every message."""
+    import sqlite3
+
+    path = tmp_path / "kept.sqlite3"
+    url = f"sqlite+aiosqlite:///{path}"
+    migrate.upgrade(url)
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "INSERT INTO conversations (id, imessage_id, is_group, message_count, training,"
+            " suggestions, created_at, updated_at) VALUES ('c1', 'chat', 0, 1, 1, 1,"
+            " '2026-01-01', '2026-01-01')"
+        )
+        db.execute(
+            "INSERT INTO messages (id, conversation_id, imessage_guid, direction, message_type,"
+            " sent_at, is_unsent, created_at, updated_at) VALUES ('m1', 'c1', 'g1', 'incoming',"
+            " 'text', '2026-01-01', 0, '2026-01-01', '2026-01-01')"
+        )
+    migrate.downgrade(url, "0002")
+    migrate.upgrade(url)
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT imessage_guid FROM messages").fetchall() == [("g1",)]
+        assert db.execute("PRAGMA foreign_key_check").fetchall() == []

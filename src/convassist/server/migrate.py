@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy.engine import Connection
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -15,6 +18,34 @@ def alembic_config(database_url: str) -> Config:
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
     return config
+
+
+@contextmanager
+def sqlite_foreign_keys_off(connection: Connection) -> Iterator[None]:
+    """Migrate SQLite with foreign keys off (`check_foreign_keys` before committing).
+
+    Batch mode rebuilds a table by copying it and dropping the original; with foreign keys
+    on, that DROP cascades (rebuilding `conversations` would delete every message). The
+    PRAGMA goes to the driver's connection before SQLAlchemy begins a transaction: inside
+    one, SQLite ignores it."""
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    pragma = connection.connection.cursor()
+    pragma.execute("PRAGMA foreign_keys=OFF")
+    try:
+        yield
+    finally:
+        pragma.execute("PRAGMA foreign_keys=ON")
+        pragma.close()
+
+
+def check_foreign_keys(connection: Connection) -> None:
+    """Refuse to commit a SQLite migration that left rows pointing at nothing."""
+    if connection.dialect.name == "sqlite":
+        dangling = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+        if dangling:
+            raise RuntimeError(f"the migration left {len(dangling)} rows with dangling keys")
 
 
 def describe(database_url: str) -> str:

@@ -10,6 +10,7 @@ from alembic.autogenerate.api import AutogenContext
 from sqlalchemy.engine import Connection
 
 from convassist.core.db import create_engine
+from convassist.server.migrate import check_foreign_keys, sqlite_foreign_keys_off
 from convassist.server.model_base import UTCDateTime
 from convassist.server.models import Base
 
@@ -61,8 +62,9 @@ def run_offline() -> None:
 
 def _run_sync(connection: Connection) -> None:
     _configure(connection=connection)
-    with context.begin_transaction():
+    with sqlite_foreign_keys_off(connection), context.begin_transaction():
         context.run_migrations()
+        check_foreign_keys(connection)
 
 
 async def run_online() -> None:
