@@ -68,12 +68,13 @@ WAIT = [
     WHERE m.conversation_id = c.id
       AND split_part(c.imessage_id, '-', 2)::int % 10 < {tenths}
     """,
-    # The waiting message's ready suggestion, and an older one it replaced (retired).
+    # The waiting message's ready suggestion, and an older one it replaced (retired; the
+    # owner's own request, since a message has one live automatic suggestion at most).
     """
     INSERT INTO generated_responses (id, message_id, prompt, response, candidates, confidence,
         model_version, status, auto, generated_at, retired_at, created_at, updated_at)
     SELECT gen_random_uuid(), m.id, 'them: hi' || chr(10) || 'Me:', 'sounds good, see you then!',
-           '{candidates}'::jsonb, 0.81, 'bench', 'completed', true, now(),
+           '{candidates}'::jsonb, 0.81, 'bench', 'completed', k = 1, now(),
            CASE WHEN k = 0 THEN now() END, now() - (1 - k) * interval '1 hour',
            now()
     FROM conversations c
