@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from convassist.core.errors import NotFound
 from convassist.server.contacts.schemas import ContactOut, ContactPage
-from convassist.server.conversations.consent import retire_excluded_suggestions
+from convassist.server.conversations.consent import set_switches
 from convassist.server.conversations.schemas import ConsentUpdate
 from convassist.server.conversations.service import delete_conversations
 from convassist.server.models import Contact, Conversation, ConversationParticipant
@@ -58,13 +58,7 @@ async def update_consent(
 ) -> ContactOut:
     """Set the contact's training and/or suggestions switch (for every conversation with them)."""
     contact = await _get(session, contact_id)
-    if body.training is not None:
-        contact.training = body.training
-    if body.suggestions is not None:
-        contact.suggestions = body.suggestions
-    await session.flush()
-    if body.suggestions is False:
-        await retire_excluded_suggestions(session)
+    await set_switches(session, contact, body)
     return ContactOut.model_validate(contact)
 
 

@@ -15,6 +15,7 @@ from sqlalchemy import ColumnElement, Select, and_, exists, not_, or_, select, u
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import QueryableAttribute
 
+from convassist.server.conversations.schemas import ConsentUpdate
 from convassist.server.models import (
     Contact,
     Conversation,
@@ -77,3 +78,17 @@ async def retire_excluded_suggestions(session: AsyncSession) -> None:
         .values(retired_at=utcnow())
         .execution_options(synchronize_session=False)
     )
+
+
+async def set_switches(
+    session: AsyncSession, row: Conversation | Contact, body: ConsentUpdate
+) -> None:
+    """Apply the owner's switches to a conversation or a contact; switching suggestions off
+    retires those on offer where that now applies."""
+    if body.training is not None:
+        row.training = body.training
+    if body.suggestions is not None:
+        row.suggestions = body.suggestions
+    await session.flush()
+    if body.suggestions is False:
+        await retire_excluded_suggestions(session)

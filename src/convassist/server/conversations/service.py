@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from convassist.core.errors import NotFound
 from convassist.core.prompt import ChatLine, clean_text, render_prompt
 from convassist.server.conversations import search
-from convassist.server.conversations.consent import allowed, retire_excluded_suggestions
+from convassist.server.conversations.consent import allowed, set_switches
 from convassist.server.conversations.excerpt import excerpt
 from convassist.server.conversations.schemas import (
     ConsentUpdate,
@@ -217,13 +217,7 @@ async def update_consent(
 ) -> ConversationOut:
     """Set the conversation's training and/or suggestions switch."""
     conversation = await _get(session, conversation_id)
-    if body.training is not None:
-        conversation.training = body.training
-    if body.suggestions is not None:
-        conversation.suggestions = body.suggestions
-    await session.flush()
-    if body.suggestions is False:
-        await retire_excluded_suggestions(session)
+    await set_switches(session, conversation, body)
     return await get_conversation(session, conversation_id)
 
 
