@@ -257,7 +257,8 @@ async def test_a_reply_sent_through_the_outbox_is_not_a_replied_sample(
                 conversation_id=uuid.UUID(conversation),
                 text="sure, 8?",
                 status=OutboxStatus.SENT,
-                expires_at=datetime.now(UTC) + timedelta(minutes=10),
+                created_at=t0,
+                expires_at=t0 + timedelta(minutes=10),
             )
         )
     await chat(device_client, [message("out-1", 1, "sure, 8? ", start=t0)])

@@ -13,14 +13,14 @@ messages (reactions left out) from the (conversation_id, sent_at, id) index:
 
 It also settles the suggestions a batch makes moot: a newer waiting message retires those of
 older messages, and an outgoing message the batch inserted retires those it answered. When
-that reply beat a pending automatic suggestion, and it is not an outbox entry's own text
-(the outbox makes its own sample), the reply becomes a `replied` training sample.
+that reply beat a pending automatic suggestion, and it is not a send the outbox confirmed in
+this batch (the outbox makes its own sample), the reply becomes a `replied` training sample.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -35,8 +35,6 @@ from convassist.server.models import (
     GeneratedResponse,
     Message,
     MessageType,
-    OutboxMessage,
-    OutboxStatus,
     ResponseStatus,
     SampleSource,
     TrainingSample,
@@ -51,8 +49,6 @@ WALK = 20
 REPLIED_QUALITY = 1.0
 UNKNOWN: Any = object()
 """`awaiting_reply_since` before the refresh, when the walk found no message to read it from."""
-# Outbox entries whose text, seen in a sync, is the outbox's send (not a reply from the phone).
-OUTBOX_LIVE = (OutboxStatus.QUEUED, OutboxStatus.SENDING, OutboxStatus.SENT, OutboxStatus.CONFIRMED)
 # Suggestions that are still on offer (not acted on): a reply from the phone beats them.
 ON_OFFER = (ResponseStatus.GENERATING, ResponseStatus.COMPLETED)
 
@@ -75,6 +71,7 @@ async def refresh(
     new: Sequence[SyncMessage],
     policy: SuggestPolicy,
     now: datetime,
+    outbox_sends: Collection[str] = (),
 ) -> uuid.UUID | None:
     """Keep the conversation's waiting state after a batch; the id of a message that waits
     because of this batch (to queue suggestions for), else None. See the module docstring.
@@ -115,7 +112,7 @@ async def refresh(
     # Suggestions on offer belong to waiting conversations (a reply, a dismissal or a newer
     # message retired the others), so a batch for one that did not wait settles nothing.
     if newly is not None or (replies and before is not None):
-        await _settle_suggestions(session, conversation_id, newly, replies, now)
+        await _settle_suggestions(session, conversation_id, newly, replies, now, outbox_sends)
     return newly.id if newly is not None else None
 
 
@@ -185,11 +182,13 @@ async def _settle_suggestions(
     newly: Row[Any] | None,
     replies: Sequence[SyncMessage],
     now: datetime,
+    outbox_sends: Collection[str],
 ) -> None:
-    """Retire the suggestions this batch made moot; a reply that beat one becomes a sample."""
+    """Retire the suggestions this batch made moot; a reply that beat one becomes a sample,
+    unless it is an outbox entry's send (`outbox_sends`: the guids the outbox just confirmed;
+    the outbox makes its own sample)."""
     pending = await _pending(session, conversation_id)
     retire: set[uuid.UUID] = set()
-    outbox: list[tuple[str, str | None]] | None = None
     used: set[str] = set()
     for suggestion in sorted(pending, key=lambda p: p.message_sent_at, reverse=True):
         if (
@@ -205,13 +204,9 @@ async def _settle_suggestions(
         text = (reply.text or "").strip()
         if not (suggestion.auto and suggestion.status in ON_OFFER and text):
             continue
-        if reply.imessage_guid in used:
+        if reply.imessage_guid in used or reply.imessage_guid in outbox_sends:
             continue
         used.add(reply.imessage_guid)
-        if outbox is None:
-            outbox = await _outbox_sends(session, conversation_id)
-        if any(guid == reply.imessage_guid or sent == text for sent, guid in outbox):
-            continue
         session.add(
             TrainingSample(
                 input_context=suggestion.prompt,
@@ -250,16 +245,3 @@ async def _pending(session: AsyncSession, conversation_id: uuid.UUID) -> list[_P
         )
     )
     return [_Pending(*row) for row in rows]
-
-
-async def _outbox_sends(
-    session: AsyncSession, conversation_id: uuid.UUID
-) -> list[tuple[str, str | None]]:
-    """(stripped text, message guid) of the conversation's outbox entries sent or on the way."""
-    rows = await session.execute(
-        select(OutboxMessage.text, OutboxMessage.message_guid).where(
-            OutboxMessage.conversation_id == conversation_id,
-            OutboxMessage.status.in_(OUTBOX_LIVE),
-        )
-    )
-    return [(text.strip(), guid) for text, guid in rows]

@@ -180,17 +180,18 @@ async def sync_messages(
         message_count, last_message_at = await _refresh_conversation(
             session, conversation_id, inserted, now
         )
-        # The outbox's sends that this batch shows in chat.db become confirmed.
-        await confirm_sent(
-            session, conversation_id, [m for m in to_write if m.imessage_guid not in stored]
-        )
+        arrived = [m for m in to_write if m.imessage_guid not in stored]
+        # The outbox's sends that this batch shows in chat.db become confirmed first, so
+        # they are not taken for replies from the phone.
+        confirmed = await confirm_sent(session, conversation_id, arrived)
         waiting = await refresh_waiting(
             session,
             conversation_id,
             is_group=body.is_group,
-            new=[m for m in to_write if m.imessage_guid not in stored],
+            new=arrived,
             policy=policy,
             now=now,
+            outbox_sends=confirmed,
         )
     await session.execute(
         update(DEVICES)
