@@ -41,6 +41,7 @@ async def test_ml_error_answers_match_the_declared_schema(anyone: httpx.AsyncCli
             "/training/jobs/nope", headers=good), 404),
         ("post", "/adapters/{adapter_id}/activate", await anyone.post(
             "/adapters/lora-0123abcd/activate", headers=good), 404),
+        ("post", "/adapters/rollback", await anyone.post("/adapters/rollback", headers=good), 409),
         ("post", "/generate", await anyone.post(
             "/generate", json={"prompt": "x" * MAX_BODY}, headers=good), 413),
         ("post", "/generate", await anyone.post(

@@ -18,6 +18,7 @@ from convassist.ml.adapters.shared import (
     ACTIVE_KEY,
     INDEX_KEY,
     POLL_SECONDS,
+    PREVIOUS_KEY,
     RedisAdapterStore,
     data_key,
 )
@@ -144,6 +145,20 @@ async def test_the_active_adapter_is_shared_and_its_changes_announced(
     assert redis.Redis.from_url(redis_url).get(ACTIVE_KEY) == b"lora-0123abcd"
     first.set_active(None)
     assert second.active() is None
+
+
+def test_the_previous_adapter_is_shared(
+    stores: tuple[RedisAdapterStore, RedisAdapterStore], redis_url: str
+) -> None:
+    first, second = stores
+    assert second.previous() is None
+    first.set_active("lora-aaaaaaaa")
+    second.set_active("lora-bbbbbbbb")
+    second.set_active("lora-bbbbbbbb")  # no change: the previous one stays
+    assert (first.active(), first.previous()) == ("lora-bbbbbbbb", "lora-aaaaaaaa")
+    assert redis.Redis.from_url(redis_url).get(PREVIOUS_KEY) == b"lora-aaaaaaaa"
+    first.set_active(None)
+    assert (second.active(), second.previous()) == (None, "lora-bbbbbbbb")
 
 
 def test_the_factory_chooses_redis_only_when_configured(tmp_path: Path, redis_url: str) -> None:

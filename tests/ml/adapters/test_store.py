@@ -43,3 +43,15 @@ def test_the_active_adapter_is_remembered(tmp_path: Path) -> None:
     assert LocalAdapterStore(tmp_path / "adapters").active() == "lora-0123abcd"
     store.set_active(None)
     assert store.active() is None
+
+
+def test_the_previous_adapter_is_the_one_each_change_replaced(tmp_path: Path) -> None:
+    store = LocalAdapterStore(tmp_path / "adapters")
+    assert store.previous() is None
+    store.set_active("lora-aaaaaaaa")
+    assert store.previous() is None  # the base model was served before
+    store.set_active("lora-bbbbbbbb")
+    store.set_active("lora-bbbbbbbb")  # no change: the previous one stays
+    assert LocalAdapterStore(tmp_path / "adapters").previous() == "lora-aaaaaaaa"
+    store.set_active(None)
+    assert (store.active(), store.previous()) == (None, "lora-bbbbbbbb")

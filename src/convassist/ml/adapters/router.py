@@ -1,4 +1,4 @@
-"""`/adapters`: the stored adapters, and activating or deactivating one."""
+"""`/adapters`: the stored adapters, and activating, deactivating or rolling back."""
 
 from __future__ import annotations
 
@@ -22,6 +22,13 @@ async def adapters(ml: State) -> AdaptersResponse:
 async def deactivate_adapter(ml: State) -> ActiveAdapter:
     """Serve the base model (between two requests, without a restart)."""
     return await ml.adapters.deactivate()
+
+
+@router.post("/adapters/rollback", response_model=ActiveAdapter, responses=error_responses(409))
+async def rollback_adapter(ml: State) -> ActiveAdapter:
+    """Serve the adapter active before the current choice again (409 `no_previous_adapter`
+    when the base model was served before it)."""
+    return await ml.adapters.rollback()
 
 
 @router.post(

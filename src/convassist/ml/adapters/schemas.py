@@ -25,6 +25,9 @@ class AdapterOut(APIModel):
 
 class AdaptersResponse(APIModel):
     active: str | None
+    previous: str | None = Field(
+        description="The adapter active before the current choice: what a rollback serves."
+    )
     model_version: str
     adapters: list[AdapterOut]
 

@@ -1,4 +1,5 @@
-"""Which adapter the ML service serves: list, activate, deactivate, follow the shared choice.
+"""Which adapter the ML service serves: list, activate, deactivate, roll back, follow the
+shared choice.
 
 Activation switches the adapter on the inference thread between two requests (never inside
 one), so `model_version` becomes `<base version>+<adapter id>` for every request after it,
@@ -6,7 +7,8 @@ and response-cache keys (which hash `model_version`) change with it. The choice 
 the adapter store: with Redis every other ML service and worker follows it within seconds
 (`follow`), and an instance that starts later comes up serving it; without Redis a restarted
 service serves the same adapter. The instance that receives an activation checks it (base
-model, checksum, a loadable file) before anyone else is told.
+model, checksum, a loadable file) before anyone else is told. A rollback activates the
+store's `previous` adapter (the one active before the current choice) the same way.
 """
 
 from __future__ import annotations
@@ -45,8 +47,10 @@ class AdapterService:
     async def list(self) -> AdaptersResponse:
         active = self.active
         stored = await asyncio.to_thread(self.store.list)
+        previous = await asyncio.to_thread(self.store.previous)
         return AdaptersResponse(
             active=active,
+            previous=previous,
             model_version=self.manager.model_version,
             adapters=[
                 AdapterOut(
@@ -98,6 +102,17 @@ class AdapterService:
             self._refused = None
         log.info("adapter_activated", adapter_id=adapter_id, model_version=version)
         return self.state()
+
+    async def rollback(self) -> ActiveAdapter:
+        """Serve the adapter that was active before the current choice again."""
+        previous = await asyncio.to_thread(self.store.previous)
+        if previous is None:
+            raise Conflict(
+                "No previous adapter to go back to (the base model was served before); "
+                "deactivating serves the base model.",
+                code="no_previous_adapter",
+            )
+        return await self.activate(previous)
 
     async def deactivate(self) -> ActiveAdapter:
         async with self._lock:

@@ -6,6 +6,8 @@ adapters and the same active one, whatever machine trained them.
   (an adapter is a few MB to a few hundred; no single Redis value gets large).
 - `conv-assistant:adapters:active` (string): the adapter served everywhere; absent = base.
   Each change is also published on the channel of the same name.
+- `conv-assistant:adapters:previous` (string): the adapter active before it; absent = none
+  (changed with the active one, in one transaction).
 
 An adapter is written chunks first and listed last (one transaction), so a listed adapter's
 bytes are complete. Each instance caches files in its own data dir (`<data dir>/adapters`,
@@ -25,7 +27,7 @@ from pathlib import Path
 
 import redis
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, WatchError
 
 from convassist.core.logging import get_logger
 from convassist.ml.adapters.store import (
@@ -40,6 +42,7 @@ log = get_logger("convassist.ml.adapters")
 
 INDEX_KEY = "conv-assistant:adapters"
 ACTIVE_KEY = "conv-assistant:adapters:active"
+PREVIOUS_KEY = "conv-assistant:adapters:previous"
 CHANNEL = ACTIVE_KEY
 CHUNK_BYTES = 4 * 1024 * 1024
 POLL_SECONDS = 2.0
@@ -125,17 +128,28 @@ class RedisAdapterStore(AdapterStore):
         return info.path
 
     def active(self) -> str | None:
-        value = self.redis.get(ACTIVE_KEY)
-        return value.decode() if value else None
+        return _text(self.redis.get(ACTIVE_KEY))
+
+    def previous(self) -> str | None:
+        return _text(self.redis.get(PREVIOUS_KEY))
 
     def set_active(self, adapter_id: str | None) -> None:
+        """Change both keys in one transaction (again if another instance changed the active
+        adapter meanwhile), and announce it."""
         with self.redis.pipeline(transaction=True) as pipe:
-            if adapter_id is None:
-                pipe.delete(ACTIVE_KEY)
-            else:
-                pipe.set(ACTIVE_KEY, adapter_id)
-            pipe.publish(CHANNEL, adapter_id or "")
-            pipe.execute()
+            while True:
+                try:
+                    pipe.watch(ACTIVE_KEY)
+                    current = _text(self.redis.get(ACTIVE_KEY))
+                    pipe.multi()
+                    _set(pipe, ACTIVE_KEY, adapter_id)
+                    if current != adapter_id:
+                        _set(pipe, PREVIOUS_KEY, current)
+                    pipe.publish(CHANNEL, adapter_id or "")
+                    pipe.execute()
+                    return
+                except WatchError:
+                    continue
 
     async def changes(self) -> AsyncIterator[None]:
         """A tick on each notification, and every `POLL_SECONDS` in case one was missed
@@ -159,3 +173,14 @@ class RedisAdapterStore(AdapterStore):
 
     def close(self) -> None:
         self.redis.close()
+
+
+def _text(value: bytes | None) -> str | None:
+    return value.decode() if value else None
+
+
+def _set(pipe: redis.client.Pipeline[bytes], key: str, value: str | None) -> None:
+    if value is None:
+        pipe.delete(key)
+    else:
+        pipe.set(key, value)

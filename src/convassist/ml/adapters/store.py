@@ -9,7 +9,12 @@ checking that SHA-256: a file that does not match is refused (`ChecksumMismatch`
 served.
 
 The local store keeps `<root>/<adapter id>/{adapter.gguf,metadata.json}` and `active.json`
-(the adapter the ML service serves, so a restarted service comes back with it).
+(the adapter the ML service serves, so a restarted service comes back with it, and the one
+served before it: `previous`, what a rollback serves again).
+
+`previous` is the adapter that was active before the current choice: each change of the
+active adapter makes the one it replaces the previous one (None when the base model was
+served), so rolling back twice returns to where it started.
 """
 
 from __future__ import annotations
@@ -165,7 +170,13 @@ class AdapterStore(ABC):
     def active(self) -> str | None: ...
 
     @abstractmethod
-    def set_active(self, adapter_id: str | None) -> None: ...
+    def previous(self) -> str | None:
+        """The adapter active before the current choice (None: the base model or unknown)."""
+
+    @abstractmethod
+    def set_active(self, adapter_id: str | None) -> None:
+        """Make this adapter (None: the base model) the active one; the one it replaces
+        becomes `previous` (unchanged when it is the same)."""
 
     def changes(self) -> AsyncIterator[None]:
         """Ticks when another instance may have changed the active adapter; none locally."""
@@ -242,11 +253,19 @@ class LocalAdapterStore(AdapterStore):
         """Whether this directory holds `info`'s file, with its SHA-256."""
         return info.path.is_file() and sha256_file(info.path) == info.sha256
 
-    def active(self) -> str | None:
+    def _choice(self, key: str) -> str | None:
         data = read_json(self.root / ACTIVE_FILE)
-        value = data.get("active") if data else None
+        value = data.get(key) if data else None
         return str(value) if value else None
 
+    def active(self) -> str | None:
+        return self._choice("active")
+
+    def previous(self) -> str | None:
+        return self._choice("previous")
+
     def set_active(self, adapter_id: str | None) -> None:
+        current = self.active()
+        previous = current if current != adapter_id else self.previous()
         self.root.mkdir(parents=True, exist_ok=True)
-        write_json(self.root / ACTIVE_FILE, {"active": adapter_id})
+        write_json(self.root / ACTIVE_FILE, {"active": adapter_id, "previous": previous})
