@@ -23,3 +23,7 @@ DEFAULT_MAX_CONTEXT = 128
 """Tokens per training example (context + reply): older context is cut."""
 DEFAULT_HOLDOUT_FRACTION = 0.1
 """Share of conversations (not messages) a job holds out to measure itself on."""
+DEFAULT_BUDGET_MINUTES = 10
+MIN_BUDGET_MINUTES = 1
+MAX_BUDGET_MINUTES = 240
+"""A job's time budget (`budgetMinutes`): the trainer plans what fits (ml/training/budget.py)."""
