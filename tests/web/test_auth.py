@@ -37,6 +37,7 @@ POSTS = [
     f"/suggestions/{uuid.uuid4()}/accept",
     "/training/samples",
     "/training/jobs",
+    "/training/adapters/rollback",
     "/logout",
 ]
 

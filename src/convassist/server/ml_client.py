@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from convassist.core.errors import AppError, NotFound, ServiceUnavailable
+from convassist.core.errors import AppError, Conflict, NotFound, ServiceUnavailable
 from convassist.core.logging import get_logger
 from convassist.core.settings import split_urls
 from convassist.ml.adapters.schemas import ActiveAdapter, AdaptersResponse
@@ -139,6 +139,20 @@ class MLClient:
 
     async def deactivate_adapter(self) -> ActiveAdapter:
         return await self._call(ActiveAdapter, "POST", "/adapters/deactivate", "idempotent")
+
+    async def rollback_adapter(self) -> ActiveAdapter:
+        """Serve the adapter active before the current choice; 409 `no_previous_adapter` if
+        the base model was. Sent once: a retried rollback would roll back the rollback."""
+        try:
+            return await self._call(ActiveAdapter, "POST", "/adapters/rollback", "connect")
+        except MLServiceError as exc:
+            if exc.upstream_code == "no_previous_adapter":
+                raise Conflict(
+                    "There is no previous adapter to roll back to: the base model was served "
+                    "before the current choice.",
+                    code="no_previous_adapter",
+                ) from None
+            raise
 
     async def _unless_404(self, model: type[Model], path: str, method: str = "GET") -> Model | None:
         """The job at `path`, looked for on each instance before it counts as unknown (None):

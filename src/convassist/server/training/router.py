@@ -133,8 +133,16 @@ async def cancel_job(job_id: uuid.UUID, _: OwnerDep, session: SessionDep, ml: ML
 
 @router.get("/adapters", responses=error_responses(504))
 async def list_adapters(_: OwnerDep, ml: MLDep) -> AdaptersResponse:
-    """The ML service's adapters, the active one marked (as the ML service reports them)."""
+    """The ML service's adapters, the active one marked, and `previous` (what a rollback
+    serves), as the ML service reports them."""
     return await ml.adapters()
+
+
+@router.post("/adapters/rollback", responses=error_responses(409, 504))
+async def rollback_adapter(_: OwnerDep, ml: MLDep) -> ActiveAdapter:
+    """Serve the adapter that was active before the current choice again; 409
+    `no_previous_adapter` when the base model was served before it."""
+    return await ml.rollback_adapter()
 
 
 @router.post("/adapters/deactivate", responses=error_responses(504))

@@ -1,4 +1,7 @@
-"""The ML service's LoRA adapters: which one is active, and switching between them."""
+"""The ML service's LoRA adapters: which one is active, switching between them, rolling back.
+
+An adapter that the activation gate kept off (it did worse than the one it was compared
+with on the held-out measures) shows the gate's reason and can still be switched on."""
 
 from __future__ import annotations
 
@@ -13,8 +16,8 @@ from convassist.core.limits import AdapterIdPath
 from convassist.ml.adapters.schemas import AdaptersResponse
 from convassist.server.deps import MLDep
 from convassist.server.ml_client import MLServiceError
-from convassist.server.web.charts import perplexities
 from convassist.server.web.deps import FormViewer, PageViewer, Viewer
+from convassist.server.web.heldout import HeldOut, held_out
 from convassist.server.web.render import render, triggers
 
 router = APIRouter()
@@ -25,8 +28,7 @@ class Adapter:
     id: str
     active: bool
     created_at: datetime | None
-    base_perplexity: float | None
-    adapter_perplexity: float | None
+    measures: HeldOut
 
 
 def _timestamp(value: str) -> datetime | None:
@@ -40,14 +42,12 @@ def parse_adapters(payload: AdaptersResponse) -> list[Adapter]:
     """The adapters in the ML service's `GET /adapters`, newest first, the active one marked."""
     adapters = []
     for item in payload.adapters:
-        before, after = perplexities(item.metrics)
         adapters.append(
             Adapter(
                 id=item.id,
                 active=item.active,
                 created_at=_timestamp(item.created_at),
-                base_perplexity=before,
-                adapter_perplexity=after,
+                measures=held_out(item.metrics),
             )
         )
     return adapters
@@ -56,8 +56,10 @@ def parse_adapters(payload: AdaptersResponse) -> list[Adapter]:
 async def _panel(
     request: Request, viewer: Viewer, ml: MLDep, *, toast: str | None = None
 ) -> Response:
+    previous = None
     try:
-        adapters, error = parse_adapters(await ml.adapters()), None
+        payload = await ml.adapters()
+        adapters, previous, error = parse_adapters(payload), payload.previous, None
     except MLServiceError as exc:
         adapters = []
         error = (
@@ -73,6 +75,7 @@ async def _panel(
         "partials/adapters.html",
         headers=triggers(toast=toast) if toast else None,
         adapters=adapters,
+        previous=previous,
         error=error,
     )
 
@@ -94,3 +97,12 @@ async def activate(
 ) -> Response:
     await ml.activate_adapter(adapter_id)
     return await _panel(request, viewer, ml, toast=f"Suggestions now use adapter {adapter_id}.")
+
+
+@router.post("/training/adapters/rollback")
+async def rollback(request: Request, viewer: FormViewer, ml: MLDep) -> Response:
+    """Serve the adapter active before the current choice (409: there is none)."""
+    state = await ml.rollback_adapter()
+    return await _panel(
+        request, viewer, ml, toast=f"Rolled back: suggestions now use adapter {state.active}."
+    )

@@ -2,34 +2,23 @@
 
 Each training job that reports held-out perplexity (the ML service's `basePerplexity` and
 `adapterPerplexity` metrics) gets a pair of bars, before and after; lower is better. The
-template (partials/perplexity_chart.html) draws the shapes computed here, and a table with
-the same numbers for screen readers.
+template (partials/perplexity_chart.html) draws the shapes computed here; the held-out
+measures table under it (partials/heldout_table.html) lists the same numbers.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from convassist.server.models import TrainingJob
 from convassist.server.web.formatting import Clock
+from convassist.server.web.heldout import perplexities
 
 WIDTH, HEIGHT = 640, 276
 LEFT, RIGHT, TOP, BOTTOM = 48, 12, 16, 60
 MAX_JOBS = 8
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return None
-
-
-def perplexities(metrics: Mapping[str, Any]) -> tuple[float | None, float | None]:
-    """Held-out perplexity (base model, with the adapter) from a job's or adapter's metrics."""
-    return _number(metrics.get("basePerplexity")), _number(metrics.get("adapterPerplexity"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,9 +16,10 @@ from convassist.server.deps import MLDep, SessionDep, SettingsDep
 from convassist.server.models import SampleSource
 from convassist.server.training import jobs, service
 from convassist.server.training.schemas import JobCreate, SampleCreate, SampleUpdate
-from convassist.server.web.charts import perplexities, perplexity_chart
+from convassist.server.web.charts import perplexity_chart
 from convassist.server.web.deps import FormViewer, PageViewer, Viewer, is_htmx
 from convassist.server.web.errors import attempt
+from convassist.server.web.heldout import held_out, measure_rows
 from convassist.server.web.render import render, triggers
 
 router = APIRouter()
@@ -90,7 +91,8 @@ async def _jobs_context(session: SessionDep, ml: MLDep, viewer: Viewer) -> dict[
     return {
         "jobs": recent,
         "chart": perplexity_chart(recent, viewer.clock),
-        "perplexities": perplexities,
+        "measure_rows": measure_rows(recent),
+        "held_out": held_out,
     }
 
 
@@ -375,7 +377,7 @@ async def job_row(
         "partials/job_row.html",
         headers=triggers("training-finished") if finished and is_htmx(request) else None,
         job=job,
-        perplexities=perplexities,
+        held_out=held_out,
     )
 
 
@@ -390,5 +392,5 @@ async def cancel_job(
         "partials/job_row.html",
         headers=triggers(toast="Training cancelled.", kind="info"),
         job=job,
-        perplexities=perplexities,
+        held_out=held_out,
     )
