@@ -89,7 +89,7 @@ async def test_the_measures_and_the_gate_decision_of_each_job(app: Any, web: Bro
     assert html.count('<th scope="col">') == 10
     newest, older, oldest = _rows(html)  # the job with nothing readable has no row
     assert f'<td class="gate-cell"><strong>No</strong>: {REASON}</td>' in html
-    assert "<code>lora-11111111</code>: 45% usable" in html
+    assert "<code>lora-11111111</code>: 45% usable, chrF 31.0" in html
     for shown in (
         "lora-22222222",
         "31.2 → 24.8",
