@@ -2,36 +2,95 @@
 
 A GGUF model declares its architecture (`general.architecture`); transformers loads it as a
 model type (`config.model_type`). Only an architecture listed in `TRAINABLE` is trained: its
-export rules say how a peft LoRA maps onto the tensors llama.cpp serves. Any other one is
+rules say which modules the LoRA adapts, what transformers' GGUF loader leaves out of the
+config, and how the peft LoRA maps onto the tensors llama.cpp serves. Any other one is
 refused when a job is requested, before it is queued (`architecture_not_trainable`).
+
+What the rules need not say, because transformers' GGUF loader undoes it on load: the +1
+llama.cpp's converter adds to Gemma's norm weights, and which q/k layout the file has (the
+LoRA only sees the layout through `permute_qk`); biases (qwen2's q/k/v) and norms (qwen3's
+q/k norms) are never adapted; tied embeddings are never adapted either.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from convassist.core.errors import Unprocessable
+
+LLAMA_TENSORS: Mapping[str, str] = {
+    "q_proj": "attn_q",
+    "k_proj": "attn_k",
+    "v_proj": "attn_v",
+    "o_proj": "attn_output",
+    "gate_proj": "ffn_gate",
+    "up_proj": "ffn_up",
+    "down_proj": "ffn_down",
+}
+"""Module name → llama.cpp tensor name, for the architectures with llama's module names."""
 
 
 @dataclass(frozen=True)
 class ExportRules:
-    """How a LoRA trained on one architecture becomes a llama.cpp adapter."""
+    """How a LoRA is trained on one architecture and becomes a llama.cpp adapter."""
 
     model_types: tuple[str, ...]
     """transformers `config.model_type`s a GGUF of this architecture loads as."""
-    permute_qk: bool
-    """llama.cpp's converter permuted q/k rows (its rope layout): permute `lora_b` the same."""
+    permute_qk: bool = False
+    """llama.cpp's converter permuted q/k rows (llama's rope layout): permute `lora_b` too."""
+    tensors: Mapping[str, str] = field(default_factory=lambda: LLAMA_TENSORS)
+    """This architecture's module name → its llama.cpp tensor name (`blk.N.<name>.weight`)."""
+    modules: Mapping[str, str] = field(default_factory=dict)
+    """Llama module name (the job's `target_modules`) → this architecture's module, where it
+    differs (phi3's fused q/k/v and gate/up)."""
+    config_keys: Mapping[str, str] = field(default_factory=dict)
+    """GGUF key (after `<architecture>.`) → the transformers config attribute it sets, for
+    what transformers' GGUF loader leaves at the config class's default."""
+
+    def target_modules(self, names: Sequence[str]) -> list[str]:
+        """The modules to adapt for a job's `target_modules` (llama names), in order, once."""
+        return list(dict.fromkeys(self.modules.get(name, name) for name in names))
 
 
 LLAMA_RULES = ExportRules(model_types=("llama", "mistral"), permute_qk=True)
+GEMMA_KEYS: Mapping[str, str] = {
+    # llama.cpp scales queries by 1/sqrt(head size) (Gemma 27B excepted).
+    "attention.key_length": "query_pre_attn_scalar",
+    "final_logit_softcapping": "final_logit_softcapping",
+}
 
 TRAINABLE: dict[str, ExportRules] = {
     "llama": LLAMA_RULES,
     "mistral": LLAMA_RULES,
+    "qwen2": ExportRules(model_types=("qwen2",)),
+    "qwen3": ExportRules(model_types=("qwen3",), config_keys={"attention.key_length": "head_dim"}),
+    "gemma2": ExportRules(
+        model_types=("gemma2",),
+        config_keys={**GEMMA_KEYS, "attn_logit_softcapping": "attn_logit_softcapping"},
+    ),
+    "gemma3": ExportRules(model_types=("gemma3_text",), config_keys=GEMMA_KEYS),
+    "phi3": ExportRules(
+        model_types=("phi3",),
+        tensors={
+            "qkv_proj": "attn_qkv",
+            "o_proj": "attn_output",
+            "gate_up_proj": "ffn_up",
+            "down_proj": "ffn_down",
+        },
+        modules={
+            "q_proj": "qkv_proj",
+            "k_proj": "qkv_proj",
+            "v_proj": "qkv_proj",
+            "gate_proj": "gate_up_proj",
+            "up_proj": "gate_up_proj",
+        },
+    ),
 }
-"""GGUF `general.architecture` → its export rules. Mistral GGUFs usually say `llama`."""
+"""GGUF `general.architecture` → its rules. Mistral GGUFs usually say `llama`."""
 
 
 class ArchitectureNotTrainable(Unprocessable):
@@ -80,6 +139,23 @@ def export_rules(architecture: str) -> ExportRules:
             trainable=sorted(TRAINABLE),
         )
     return rules
+
+
+def config_overrides(model_path: Path, architecture: str) -> dict[str, Any]:
+    """The config attributes the rules' `config_keys` take from the GGUF's metadata (those
+    the file has), for `from_pretrained`: so transformers computes what llama.cpp serves."""
+    keys = export_rules(architecture).config_keys
+    if not keys:
+        return {}
+    import gguf
+
+    reader = gguf.GGUFReader(str(model_path))
+    overrides = {}
+    for key, attribute in keys.items():
+        found = reader.get_field(f"{architecture}.{key}")
+        if found is not None:
+            overrides[attribute] = found.contents()
+    return overrides
 
 
 def rules_for_model_type(model_type: str) -> ExportRules:

@@ -5,11 +5,12 @@ The format is what llama.cpp's `convert_lora_to_gguf.py` writes: `general.type=a
 `blk.N.<name>.weight.lora_a` (peft `lora_A`, r x in) and `….lora_b` (peft `lora_B`,
 out x r). llama.cpp scales the product by alpha / r, as peft does.
 
-llama.cpp's converter permutes the rows of q_proj and k_proj (its rope layout), and
-transformers undoes that when it loads a GGUF, so the peft model works in the unpermuted
-layout: the `lora_b` rows of q and k are permuted here the same way to match the served
-weights. Whether an architecture needs that permutation is its export rule
-(`architectures.TRAINABLE`).
+Each architecture's rules (`architectures.TRAINABLE`) name the llama.cpp tensor of each
+module (phi3's fused `qkv_proj` is `attn_qkv`, its fused `gate_up_proj` `ffn_up`: one LoRA
+pair each, as llama.cpp applies it to the fused matrix). For llama-family models llama.cpp's
+converter permutes the rows of q_proj and k_proj (its rope layout), and transformers undoes
+that when it loads a GGUF, so the peft model works in the unpermuted layout: the `lora_b`
+rows of q and k are permuted here the same way to match the served weights.
 """
 
 from __future__ import annotations
@@ -22,15 +23,6 @@ import numpy as np
 
 from convassist.ml.training.architectures import gguf_architecture, rules_for_model_type
 
-GGUF_NAMES = {
-    "q_proj": "attn_q",
-    "k_proj": "attn_k",
-    "v_proj": "attn_v",
-    "o_proj": "attn_output",
-    "gate_proj": "ffn_gate",
-    "up_proj": "ffn_up",
-    "down_proj": "ffn_down",
-}
 _MODULE = re.compile(r"\.layers\.(\d+)\.(?:self_attn|mlp)\.(\w+)$")
 
 
@@ -55,7 +47,7 @@ def lora_tensors(peft_model: Any) -> dict[str, np.ndarray]:
         if match is None or not hasattr(module, "lora_A") or "default" not in module.lora_A:
             continue
         layer, proj = int(match.group(1)), match.group(2)
-        if proj not in GGUF_NAMES:
+        if proj not in rules.tensors:
             raise ValueError(f"llama.cpp has no LoRA tensor name for {proj}")
         lora_a = module.lora_A["default"].weight.detach().float().cpu().numpy()
         lora_b = module.lora_B["default"].weight.detach().float().cpu().numpy()
@@ -63,7 +55,7 @@ def lora_tensors(peft_model: Any) -> dict[str, np.ndarray]:
             lora_b = permute_rows(lora_b, n_head)
         elif rules.permute_qk and proj == "k_proj":
             lora_b = permute_rows(lora_b, n_head_kv)
-        base = f"blk.{layer}.{GGUF_NAMES[proj]}.weight"
+        base = f"blk.{layer}.{rules.tensors[proj]}.weight"
         tensors[f"{base}.lora_a"] = np.ascontiguousarray(lora_a, dtype=np.float32)
         tensors[f"{base}.lora_b"] = np.ascontiguousarray(lora_b, dtype=np.float32)
     if not tensors:

@@ -38,7 +38,12 @@ from convassist.core.training import (
     DEFAULT_LORA_RANK,
     DEFAULT_TARGET_MODULES,
 )
-from convassist.ml.training.architectures import rules_for_model_type
+from convassist.ml.training.architectures import (
+    config_overrides,
+    export_rules,
+    gguf_architecture,
+    rules_for_model_type,
+)
 from convassist.ml.training.dataset import IGNORE_INDEX, Example, length_batches
 from convassist.ml.training.device import TrainDeviceSetting, choose_device
 
@@ -98,13 +103,20 @@ class TrainResult:
 
 
 def load_model(model_path: Path) -> Any:
-    """The GGUF model in transformers, dequantized to float32 (a LlamaForCausalLM)."""
+    """The GGUF model in transformers, dequantized to float32 (a `…ForCausalLM` of one of the
+    `TRAINABLE` architectures; ArchitectureNotTrainable for any other)."""
     from transformers import AutoModelForCausalLM
 
+    architecture = gguf_architecture(model_path)
+    rules = export_rules(architecture)
     model = AutoModelForCausalLM.from_pretrained(
-        str(model_path.parent), gguf_file=model_path.name, dtype=torch.float32
+        str(model_path.parent),
+        gguf_file=model_path.name,
+        dtype=torch.float32,
+        **config_overrides(model_path, architecture),
     )
-    rules_for_model_type(str(model.config.model_type))
+    if rules_for_model_type(str(model.config.model_type)) is not rules:
+        raise ValueError(f"a {architecture} GGUF loaded as {model.config.model_type}")
     model.config.use_cache = False
     return model
 
@@ -116,9 +128,12 @@ def lora_layer_count(config: TrainConfig, total: int) -> int:
 
 
 def add_lora(model: Any, config: TrainConfig) -> Any:
-    """Wrap `model` in a peft LoRA (seeded initialisation); returns the PeftModel."""
+    """Wrap `model` in a peft LoRA (seeded initialisation); returns the PeftModel.
+
+    `config.target_modules` are llama names; the architecture's rules map them to its own."""
     from peft import LoraConfig, get_peft_model
 
+    rules = rules_for_model_type(str(model.config.model_type))
     torch.manual_seed(config.seed)
     total = int(model.config.num_hidden_layers)
     top = lora_layer_count(config, total)
@@ -127,7 +142,7 @@ def add_lora(model: Any, config: TrainConfig) -> Any:
         r=config.rank,
         # peft scales by lora_alpha / r whatever the number type; its stub says int.
         lora_alpha=config.lora_alpha,  # type: ignore[arg-type]
-        target_modules=list(config.target_modules),
+        target_modules=rules.target_modules(config.target_modules),
         lora_dropout=0.0,
         bias="none",
     )
@@ -157,12 +172,16 @@ def collate(
 def token_nll(causal_lm: Any, input_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """NLL of every labelled token (position t predicts token t+1), flattened in row order.
 
-    Runs the transformer on all positions but the output layer only where there is a label.
+    Runs the transformer on all positions but the output layer only where there is a label,
+    then what the model's own forward does to the logits: Gemma's final soft-capping.
     """
     hidden = causal_lm.model(input_ids=input_ids).last_hidden_state[:, :-1]
     targets = labels[:, 1:]
     mask = targets != IGNORE_INDEX
     logits = causal_lm.lm_head(hidden[mask]).float()
+    cap = getattr(causal_lm.config, "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
     return functional.cross_entropy(logits, targets[mask], reduction="none")
 
 
