@@ -253,8 +253,17 @@ def test_journey_from_sign_in_to_a_trained_adapter(live: Live, watched: Watched)
     expect(job).to_contain_text("Completed", timeout=600_000)
     expect(job).to_contain_text(re.compile(r"Took\s*\d+"))
     expect(job).to_contain_text("Adapter")
+    # Switched on by itself, or held back by the activation gate (its reason shown beside
+    # "Switch on anyway"): then the owner switches it on.
+    adapter = page.locator("#adapters .adapter").first
+    expect(adapter).to_be_visible(timeout=15_000)
+    anyway = adapter.get_by_role("button", name="Switch on anyway")
+    if anyway.count():
+        expect(adapter.locator(".gate-reason")).not_to_be_empty()
+        anyway.click()
     expect(page.locator("#adapters .adapter.is-active")).to_be_visible(timeout=15_000)
     expect(page.locator("#perplexity-chart svg .chart-after")).to_have_count(1)
+    expect(page.locator("#perplexity-chart .heldout-table tbody tr")).to_have_count(1)
     assert watched.problems == []
 
 
