@@ -17,6 +17,7 @@ from convassist.server.models import TrainingJob
 from convassist.server.reconciler import Reconciler
 from convassist.server.training.history import history_samples
 from convassist.server.training.jobs import snapshot_path
+from tests.support.openapi import assert_declared
 from tests.support.services import ML_TOKEN, free_port, ml_service
 
 pytestmark = pytest.mark.asyncio
@@ -128,7 +129,9 @@ async def test_the_job_list_is_a_cursor_page_like_every_list(
 
 
 async def test_bad_job_parameters_are_refused(owner_client: httpx.AsyncClient) -> None:
-    for body in ({"epochs": 0}, {"learningRate": 1.0}, {"loraRank": 0}, {"minQuality": 2}):
+    bad = ({"epochs": 0}, {"learningRate": 1.0}, {"loraRank": 0}, {"minQuality": 2})
+    budgets = ({"budgetMinutes": 0.5}, {"budgetMinutes": 241}, {"budgetMinutes": "soon"})
+    for body in (*bad, *budgets):
         resp = await owner_client.post("/api/training/jobs", json={**body, "baseModel": "x"})
         assert resp.status_code == 422, body
 
@@ -159,6 +162,36 @@ async def test_ml_service_down_fails_the_job_with_the_reason(
     ]
     cancel = await owner_client.post(f"/api/training/jobs/{jobs[0]['id']}/cancel")
     assert cancel.status_code == 409
+
+
+async def test_a_job_s_budget_defaults_to_ten_minutes_and_is_stored(
+    app: object, owner_client: httpx.AsyncClient
+) -> None:
+    """budgetMinutes: 10 unless given, stored with the job, in the answers and the document;
+    epochs may be left to the plan (null)."""
+    await owner_client.post(
+        "/api/training/samples",
+        json={"inputContext": "Them: hi\nMe:", "expectedOutput": "hey you"},
+    )
+    dead = f"http://127.0.0.1:{free_port()}"  # the jobs are recorded, then fail to submit
+    app.state.ml_client = MLClient(dead, timeout=5, token=ML_TOKEN)  # type: ignore[attr-defined]
+    for body in ({}, {"budgetMinutes": 3.5, "epochs": 2}):
+        resp = await owner_client.post(
+            "/api/training/jobs", json={**body, "baseModel": "smollm2-135m-instruct"}
+        )
+        assert resp.status_code == 503, resp.text
+    page = await owner_client.get("/api/training/jobs")
+    jobs = page.json()["items"]
+    assert [(j["budgetMinutes"], j["epochs"]) for j in jobs] == [(3.5, 2), (10, None)]
+    async with app.state.sessionmaker() as session:  # type: ignore[attr-defined]
+        stored = (await session.execute(sa.select(TrainingJob.budget_minutes))).scalars()
+        assert sorted(stored) == [3.5, 10]
+    spec = (await owner_client.get("/api/openapi.json")).json()
+    assert_declared(spec, "get", "/api/training/jobs", page)
+    one = await owner_client.get(f"/api/training/jobs/{jobs[0]['id']}")
+    assert_declared(spec, "get", "/api/training/jobs/{job_id}", one)
+    field = spec["components"]["schemas"]["JobCreate"]["properties"]["budgetMinutes"]
+    assert (field["default"], field["minimum"], field["maximum"]) == (10, 1, 240)
 
 
 async def test_a_job_the_ml_service_lost_becomes_failed(

@@ -123,10 +123,17 @@ async def test_samples_page_by_cursor(web: Browser) -> None:
 
 
 async def test_starting_a_job_explains_what_is_wrong(web: Browser, dead_ml: str) -> None:
+    form = (await web.get("/training")).text
+    assert 'name="budget_minutes"' in form and 'value="10"' in form  # the default budget
     bad = await web.htmx("/training/jobs", {"epochs": "50", "learning_rate": "0.0002"})
     assert bad.status_code == 422
-    assert "Epochs are 1 to 20" in bad.text
+    assert "epochs are empty (automatic) or 1 to 20" in bad.text
     assert 'value="50"' in bad.text
+    for budget in ("0.5", "241", "soon"):
+        short = await web.htmx("/training/jobs", {"budget_minutes": budget})
+        assert short.status_code == 422
+        assert "The time budget is 1 to 240 minutes" in short.text
+        assert f'value="{budget}"' in short.text
     resp = await web.htmx("/training/jobs", {"epochs": "1", "learning_rate": "0.0002"})
     assert resp.status_code == 503
     assert f"The ML service is not reachable at {dead_ml}." in resp.text

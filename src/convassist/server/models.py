@@ -331,7 +331,10 @@ class TrainingJob(UUIDPrimaryKey, Timestamps, Base):
         str_enum(TrainingStatus, "training_status"), default=TrainingStatus.QUEUED
     )
     progress: Mapped[int] = mapped_column(Integer, default=0)
-    epochs: Mapped[int] = mapped_column(Integer)
+    epochs: Mapped[int | None] = mapped_column(Integer)
+    """At most this many passes; None: the plan chose (the passes made are in `metrics`)."""
+    budget_minutes: Mapped[float | None] = mapped_column(Float)
+    """None for jobs from before budgets (migration 0006)."""
     learning_rate: Mapped[float] = mapped_column(Float)
     lora_rank: Mapped[int] = mapped_column(Integer, default=16)
     min_quality: Mapped[float] = mapped_column(Float, default=0.0)

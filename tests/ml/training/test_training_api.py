@@ -33,6 +33,7 @@ def job_body(**overrides: Any) -> dict[str, Any]:
         "learningRate": 5e-3,
         "loraRank": 4,
         "holdoutFraction": 0.25,
+        "budgetMinutes": 30,  # room on a busy machine; the budget's own test gives 3
         "samples": sample_json(make_samples(8)),
     }
     body.update(overrides)
@@ -133,6 +134,34 @@ async def test_a_job_trains_evaluates_stores_and_activates_its_adapter(
     assert "banana" not in log_text and "lunch" not in log_text
 
 
+async def test_a_job_plans_what_fits_its_budget_and_finishes_within_it(
+    client: httpx.AsyncClient,
+) -> None:
+    """No epochs given: the plan chooses them from the speed of the first steps. On an idle
+    2-core machine this job takes about a minute of its 3; a machine too busy to do even
+    the plan's minimum in time must say so right after the first steps."""
+    body = {k: v for k, v in job_body(budgetMinutes=3).items() if k != "epochs"}
+    assert (await client.post("/training/jobs", json=body)).status_code == 202
+    state = await wait_for(client, body["jobId"], {"completed", "failed", "cancelled"}, 400)
+    metrics = state["metrics"]
+    assert metrics["budgetMinutes"] == 3
+    if state["status"] == "failed":
+        assert state["error"].startswith("Training failed: This job cannot finish in 3 minutes")
+        assert "plan" not in metrics and "Give it a larger budget." in state["error"]
+        return
+    assert state["status"] == "completed", state["error"]
+    plan = metrics["plan"]
+    assert plan["budgetSeconds"] == 180
+    assert plan["calibrationTokensPerSecond"] > 0 and plan["estimatedSeconds"] > 0
+    assert plan["maxLength"] == metrics["maxLength"] and plan["maxLength"] in (64, 48, 32)
+    assert plan["epochs"] == metrics["epochs"] and 1 <= plan["epochs"] <= 3
+    assert plan["loraLayers"] == metrics["loraLayers"] and plan["trainSamples"] <= 18
+    assert 0 < plan["historyShare"] <= 1
+    assert plan["reason"].startswith("Measured ") and "of the 3 minutes" in plan["reason"]
+    assert metrics["withinBudget"] is True and metrics["durationSeconds"] <= 185
+    assert isinstance(metrics["stoppedEarly"], bool)
+
+
 async def test_cancel_stops_the_training_process(client: httpx.AsyncClient, tmp_path: Path) -> None:
     body = job_body(epochs=20)
     await client.post("/training/jobs", json=body)
@@ -204,6 +233,8 @@ async def test_jobs_that_cannot_run_are_refused(client: httpx.AsyncClient) -> No
         (job_body(loraRank=65), 422, "validation_error"),
         (job_body(learningRate=0.5), 422, "validation_error"),
         (job_body(holdoutFraction=0.6), 422, "validation_error"),
+        (job_body(budgetMinutes=0.5), 422, "validation_error"),
+        (job_body(budgetMinutes=241), 422, "validation_error"),
         (job_body(jobId="../escape"), 422, "validation_error"),
     ]
     for body, status, code in cases:

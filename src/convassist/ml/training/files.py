@@ -21,7 +21,7 @@ from pydantic import Field
 from convassist.core.schemas import APIModel
 from convassist.core.training import (
     DEFAULT_BATCH_SIZE,
-    DEFAULT_EPOCHS,
+    DEFAULT_BUDGET_MINUTES,
     DEFAULT_HOLDOUT_FRACTION,
     DEFAULT_LEARNING_RATE,
     DEFAULT_LORA_RANK,
@@ -60,7 +60,10 @@ class JobSpec:
     base_model: str
     base_version: str
     model_path: str
-    epochs: int = DEFAULT_EPOCHS
+    epochs: int | None = None
+    """At most this many passes; None: as many as the budget allows (`budget.MAX_EPOCHS`)."""
+    budget_minutes: float = DEFAULT_BUDGET_MINUTES
+    """The job's time, from the runner's start to its adapter stored (`budget.py`)."""
     learning_rate: float = DEFAULT_LEARNING_RATE
     lora_rank: int = DEFAULT_LORA_RANK
     lora_alpha: float | None = None

@@ -72,12 +72,13 @@ class Reporter:
         self.update(status=status, completedAt=utcnow(), **changes)
 
 
-def run(files: JobFiles, spec: JobSpec, reporter: Reporter, policy: str) -> None:
+def run(files: JobFiles, spec: JobSpec, reporter: Reporter, policy: str, started: float) -> None:
+    """The job, from `started` (its `time.monotonic()` start, where its budget begins)."""
     from convassist.ml.adapters.factory import make_adapter_store
     from convassist.ml.settings import MLSettings
-    from convassist.ml.training import dataset
+    from convassist.ml.training import budget, dataset
 
-    started = time.perf_counter()
+    budget_seconds = spec.budget_minutes * 60
     samples = dataset.read_samples(files.samples)
     kept = dataset.usable(samples)
     train_samples, heldout_samples = dataset.split_by_conversation(kept, spec.holdout_fraction)
@@ -87,6 +88,7 @@ def run(files: JobFiles, spec: JobSpec, reporter: Reporter, policy: str) -> None
         "trainSamples": len(train_samples),
         "heldOutSamples": len(heldout_samples),
         "heldOutConversations": len({s.conversation_id for s in heldout_samples}),
+        "budgetMinutes": spec.budget_minutes,
         "epochs": spec.epochs,
         "learningRate": spec.learning_rate,
         "loraRank": spec.lora_rank,
@@ -102,18 +104,24 @@ def run(files: JobFiles, spec: JobSpec, reporter: Reporter, policy: str) -> None
             "No usable training samples: every sample had an empty reply, a prompt that "
             "does not end with 'Me:', or quality 0."
         )
+    # Newest first (what a plan that cannot take every sample keeps), at each context length.
+    ordered = [
+        train_samples[i] for i in budget.newest_first([s.conversation_id for s in train_samples])
+    ]
     tokenizer = dataset.LlamaTokenizer(Path(spec.model_path))
-    train_examples = dataset.build_examples(train_samples, tokenizer, spec.max_length)
+    examples = {
+        n: dataset.build_examples(ordered, tokenizer, n) for n in budget.contexts(spec.max_length)
+    }
     tokenizer.close()
     reporter.update(progress=5, metrics=metrics)
-    log.info("training_prepared", job_id=spec.job_id, train=len(train_examples))
+    log.info("training_prepared", job_id=spec.job_id, train=len(ordered))
 
     import torch
 
     from convassist.ml.training import export, trainer
 
     config = trainer.TrainConfig(
-        epochs=spec.epochs,
+        epochs=1,  # the calibration's pass; the plan says how many follow
         learning_rate=spec.learning_rate,
         rank=spec.lora_rank,
         alpha=spec.lora_alpha,
@@ -127,8 +135,42 @@ def run(files: JobFiles, spec: JobSpec, reporter: Reporter, policy: str) -> None
     metrics["loraAlpha"] = config.lora_alpha
     model = trainer.load_model(Path(spec.model_path))
     peft_model = trainer.add_lora(model, config)
-    metrics["loraLayers"] = trainer.lora_layer_count(config, model.config.num_hidden_layers)
+    total_layers = int(model.config.num_hidden_layers)
+    metrics["loraLayers"] = trainer.lora_layer_count(config, total_layers)
     reporter.update(progress=10, metrics=metrics)
+
+    def plan_rest(calibration: trainer.Calibration) -> trainer.Continuation:
+        """The budget's plan, from the throughput of the first steps (ValueError: none fits)."""
+        situation = budget.Situation(
+            budget_seconds=budget_seconds,
+            spent_seconds=time.monotonic() - started,
+            tokens_per_second=calibration.tokens_per_second,
+            layers=metrics["loraLayers"],
+            total_layers=total_layers,
+            lengths={n: [len(e) for e in chosen] for n, chosen in examples.items()},
+            epochs=spec.epochs,
+            hardware=f"{calibration.device}/{calibration.dtype}",
+        )
+        plan = budget.choose(situation)
+        metrics.update(
+            plan=plan.metrics(),
+            epochs=plan.epochs,
+            loraLayers=plan.layers,
+            maxLength=plan.max_length,
+        )
+        reporter.update(metrics=metrics)
+        log.info(
+            "training_planned",
+            job_id=spec.job_id,
+            tokens_per_second=round(calibration.tokens_per_second, 1),
+            epochs=plan.epochs,
+            layers=plan.layers,
+            max_length=plan.max_length,
+            samples=plan.samples,
+            estimated_seconds=round(plan.estimated_seconds, 1),
+        )
+        chosen = examples[plan.max_length][: plan.samples]
+        return trainer.Continuation(chosen, plan.epochs, plan.layers)
 
     last_report = [time.monotonic()]
 
@@ -150,10 +192,12 @@ def run(files: JobFiles, spec: JobSpec, reporter: Reporter, policy: str) -> None
 
     result = trainer.train(
         peft_model,
-        train_examples,
+        examples[spec.max_length],
         config,
         pad_id=int(model.config.eos_token_id or 0),
         on_progress=on_progress,
+        calibrate=plan_rest,
+        deadline=started + budget_seconds - budget.reserve_seconds(budget_seconds),
     )
     metrics.update(
         threads=torch.get_num_threads(),
@@ -162,6 +206,7 @@ def run(files: JobFiles, spec: JobSpec, reporter: Reporter, policy: str) -> None
         trainSeconds=round(result.seconds, 2),
         tokensPerSecond=round(result.tokens_per_second, 1),
         finalLoss=round(result.final_loss, 4),
+        stoppedEarly=result.stopped_early,
         device=result.device,
         dtype=result.dtype,
     )
@@ -179,7 +224,10 @@ def run(files: JobFiles, spec: JobSpec, reporter: Reporter, policy: str) -> None
     llama = named_config(spec.llama_config, "the ML service's") if spec.llama_config else None
     held_out = EvalSettings(spec.holdout_fraction, spec.max_length, spec.threads, llama)
     metrics.update(evaluate(Path(spec.model_path), samples, held_out, files.adapter).metrics())
-    metrics["durationSeconds"] = round(time.perf_counter() - started, 2)
+    metrics["durationSeconds"] = round(time.monotonic() - started, 2)
+    metrics["withinBudget"] = (
+        metrics["durationSeconds"] <= budget_seconds + budget.TOLERANCE_SECONDS
+    )
     info = store.save(
         files.adapter,
         job_id=spec.job_id,
@@ -241,6 +289,7 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: python -m convassist.ml.training.runner JOB_DIR", file=sys.stderr)
         return 2
+    started = time.monotonic()
     files = JobFiles(Path(argv[0]))
     spec = JobSpec.from_json(read_json(files.spec) or {})
     # First of all, while this is the only thread: new threads inherit the priority.
@@ -258,7 +307,7 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         reporter.update()
-        run(files, spec, reporter, policy)
+        run(files, spec, reporter, policy, started)
     except Stopped as exc:
         reporter.finish("cancelled", error=str(exc))
         log.info("training_stopped", status="cancelled")

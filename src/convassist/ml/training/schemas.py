@@ -9,10 +9,12 @@ from pydantic import Field
 from convassist.core.limits import SEED_SPACE
 from convassist.core.schemas import APIModel, RequestModel
 from convassist.core.training import (
-    DEFAULT_EPOCHS,
+    DEFAULT_BUDGET_MINUTES,
     DEFAULT_HOLDOUT_FRACTION,
     DEFAULT_LEARNING_RATE,
     DEFAULT_LORA_RANK,
+    MAX_BUDGET_MINUTES,
+    MIN_BUDGET_MINUTES,
 )
 
 TrainingStatus = Literal["queued", "training", "completed", "failed", "cancelled"]
@@ -44,7 +46,15 @@ class TrainingRequest(RequestModel):
     base_model: str | None = Field(
         None, description="Manifest id of the model to train; must be the one being served."
     )
-    epochs: int = Field(DEFAULT_EPOCHS, ge=1, le=20)
+    budget_minutes: float = Field(
+        DEFAULT_BUDGET_MINUTES,
+        ge=MIN_BUDGET_MINUTES,
+        le=MAX_BUDGET_MINUTES,
+        description="The job's time: the trainer measures its speed and plans what fits.",
+    )
+    epochs: int | None = Field(
+        None, ge=1, le=20, description="At most this many passes; null: what the budget allows."
+    )
     learning_rate: float = Field(DEFAULT_LEARNING_RATE, gt=0, le=1e-2)
     lora_rank: int = Field(DEFAULT_LORA_RANK, ge=1, le=64)
     lora_alpha: float | None = Field(None, gt=0, le=1024, description="Default: twice loraRank.")

@@ -72,6 +72,7 @@ def job_spec(
         base_version=served.base_version,
         model_path=str(served.path),
         epochs=request.epochs,
+        budget_minutes=request.budget_minutes,
         learning_rate=request.learning_rate,
         lora_rank=request.lora_rank,
         lora_alpha=request.lora_alpha,

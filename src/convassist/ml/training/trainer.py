@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ from convassist.ml.training.dataset import IGNORE_INDEX, Example, length_batches
 from convassist.ml.training.device import TrainDeviceSetting, choose_device
 
 PAD_MULTIPLE = 16
+LAYER_NUMBER = re.compile(r"\.layers\.(\d+)\.")
 
 
 class Cancelled(Exception):
@@ -96,10 +98,31 @@ class TrainResult:
     device: str
     dtype: str
     losses: list[float] = field(default_factory=list)
+    stopped_early: bool = False
+    """Stopped at its deadline, before the planned steps were done."""
+    warmed_up: tuple[int, float] = (0, 0.0)
+    """Tokens and seconds at the end of the calibration's warm-up."""
 
     @property
     def tokens_per_second(self) -> float:
         return self.tokens / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def step_seconds(self) -> float:
+        """Mean time of a step so far (0 before the first)."""
+        return self.seconds / self.steps if self.steps else 0.0
+
+    def calibration(self) -> Calibration:
+        """Throughput after the warm-up steps; of every step when there were no more."""
+        warm_up = CALIBRATION_WARMUP_STEPS if self.steps > CALIBRATION_WARMUP_STEPS else 0
+        tokens, seconds = self.warmed_up if warm_up else (0, 0.0)
+        return Calibration(
+            self.steps - warm_up,
+            self.tokens - tokens,
+            self.seconds - seconds,
+            self.device,
+            self.dtype,
+        )
 
 
 def load_model(model_path: Path) -> Any:
@@ -194,16 +217,69 @@ def weighted_loss(
     return (nll * token_weights).sum() / max(int(mask.sum()), 1)
 
 
-def schedule(total_steps: int, warmup_fraction: float) -> Callable[[int], float]:
-    """Linear warm-up, then linear decay to zero."""
-    warmup = max(1, round(total_steps * warmup_fraction))
+class Schedule:
+    """Linear warm-up, then linear decay to zero at `total_steps` (which a plan may change
+    once training has begun: the decay then ends at the new total)."""
 
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+    def __init__(self, total_steps: int, warmup_fraction: float) -> None:
+        self.total_steps = total_steps
+        self.warmup = max(1, round(total_steps * warmup_fraction))
 
-    return factor
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return (step + 1) / self.warmup
+        return max(0.0, (self.total_steps - step) / max(1, self.total_steps - self.warmup))
+
+
+CALIBRATION_WARMUP_STEPS = 2
+"""Steps left out of the calibration: the first bf16/oneDNN steps set up their kernels."""
+CALIBRATION_STEPS = 4
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Throughput of the first training steps after the warm-up (all of them if too few)."""
+
+    steps: int
+    tokens: int
+    seconds: float
+    device: str
+    dtype: str
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Continuation:
+    """What training does after its calibration: `epochs` passes over `examples`, with the
+    LoRA of the top `layers` layers still learning (those below are frozen as they are).
+    `examples[i]` is the sample of the calibrated `examples[i]` (perhaps cut shorter): the
+    calibration steps count as part of the first pass, which trains the rest."""
+
+    examples: Sequence[Example]
+    epochs: int
+    layers: int
+
+
+def steps_for(examples: Sequence[Example], batch_size: int, epochs: int) -> int:
+    return math.ceil(len(examples) / batch_size) * epochs
+
+
+def _passes(examples: Sequence[Example], epochs: int, done: set[int]) -> list[Sequence[Example]]:
+    """The examples of each pass: the first without those of `done` (their indices)."""
+    rest = [example for i, example in enumerate(examples) if i not in done]
+    return [rest, *([examples] * (epochs - 1))]
+
+
+def train_top_layers(peft_model: Any, layers: int) -> None:
+    """Freeze the LoRA weights below the top `layers` layers: the backward pass stops there."""
+    total = int(peft_model.get_base_model().config.num_hidden_layers)
+    for name, param in peft_model.named_parameters():
+        found = LAYER_NUMBER.search(name)
+        if "lora_" in name and found and int(found.group(1)) < total - layers:
+            param.requires_grad_(False)
 
 
 def train(
@@ -214,10 +290,16 @@ def train(
     pad_id: int,
     on_progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    calibrate: Callable[[Calibration], Continuation] | None = None,
+    deadline: float | None = None,
 ) -> TrainResult:
     """Fit the LoRA weights of `peft_model` on `examples`; raises Cancelled if asked to stop.
 
-    Trains on `config.device` (the model moves there and back to the CPU at the end)."""
+    Trains on `config.device` (the model moves there and back to the CPU at the end). With
+    `calibrate`, the first steps (of `config.epochs` passes over `examples`) measure the
+    throughput and `calibrate`'s answer says how training goes on; the learning rate then
+    decays to zero at the new end. When the next step would end after `deadline` (a
+    `time.monotonic()` value), training stops there (`TrainResult.stopped_early`)."""
     if not examples:
         raise ValueError("no training examples")
     if config.threads:
@@ -229,20 +311,27 @@ def train(
     causal_lm = peft_model.get_base_model()
     params = [p for p in peft_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
-    total_steps = math.ceil(len(examples) / config.batch_size) * config.epochs
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, schedule(total_steps, config.warmup_fraction)
-    )
+    lr = Schedule(steps_for(examples, config.batch_size, config.epochs), config.warmup_fraction)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr)
     scaler = torch.amp.GradScaler(device.type, enabled=device.scaled)
     peft_model.train()
     result = TrainResult(
         steps=0, tokens=0, seconds=0.0, final_loss=math.nan, device=device.type, dtype=device.dtype
     )
     started = time.perf_counter()
-    for epoch in range(config.epochs):
-        for batch in length_batches(examples, config.batch_size, rng):
+
+    position = {id(example): i for i, example in enumerate(examples)}
+    done: set[int] = set()
+
+    def run(passes: Sequence[Sequence[Example]], limit: int | None = None) -> None:
+        for epoch, batch in _batches(passes, config.batch_size, rng):
+            if (limit is not None and result.steps >= limit) or result.stopped_early:
+                return
             if should_stop is not None and should_stop():
                 raise Cancelled
+            if deadline is not None and time.monotonic() + result.step_seconds > deadline:
+                result.stopped_early = True
+                return
             ids, labels, weights = (t.to(device.type) for t in collate(batch, pad_id))
             with torch.autocast(
                 device.type,
@@ -258,21 +347,44 @@ def train(
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             result.steps += 1
+            done.update(position.get(id(example), -1) for example in batch)
             result.tokens += sum(len(example) for example in batch)
             result.losses.append(float(loss.detach()))
             result.seconds = time.perf_counter() - started
+            if result.steps == CALIBRATION_WARMUP_STEPS:
+                result.warmed_up = (result.tokens, result.seconds)
             if on_progress is not None:
                 on_progress(
                     Progress(
                         step=result.steps,
-                        total_steps=total_steps,
-                        epoch=epoch + 1,
+                        total_steps=lr.total_steps,
+                        epoch=epoch,
                         loss=result.losses[-1],
                         tokens_per_second=result.tokens_per_second,
                     )
                 )
+
+    first = [examples] * config.epochs
+    if calibrate is None:
+        run(first)
+    else:
+        run(first, limit=CALIBRATION_WARMUP_STEPS + CALIBRATION_STEPS)
+        then = calibrate(result.calibration())
+        train_top_layers(peft_model, then.layers)
+        passes = _passes(then.examples, then.epochs, done)
+        lr.total_steps = result.steps + sum(steps_for(p, config.batch_size, 1) for p in passes)
+        run(passes)
     peft_model.eval()
     peft_model.to("cpu")
     tail = result.losses[-max(1, len(result.losses) // 10) :]
     result.final_loss = sum(tail) / len(tail)
     return result
+
+
+def _batches(
+    passes: Sequence[Sequence[Example]], batch_size: int, rng: random.Random
+) -> Iterator[tuple[int, list[Example]]]:
+    """(epoch, batch) for each pass, each in a new random order (`length_batches`)."""
+    for epoch, examples in enumerate(passes, start=1):
+        if examples:
+            yield from ((epoch, batch) for batch in length_batches(examples, batch_size, rng))

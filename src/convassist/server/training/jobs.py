@@ -117,6 +117,7 @@ async def create_job(
         status=TrainingStatus.QUEUED,
         progress=0,
         epochs=body.epochs,
+        budget_minutes=body.budget_minutes,
         learning_rate=body.learning_rate,
         lora_rank=body.lora_rank,
         min_quality=body.min_quality,
@@ -131,6 +132,7 @@ async def create_job(
         job_id=str(job.id),
         base_model=base_model,
         epochs=body.epochs,
+        budget_minutes=body.budget_minutes,
         learning_rate=body.learning_rate,
         lora_rank=body.lora_rank,
         samples=[

@@ -8,7 +8,13 @@ from pydantic import Field, field_validator
 
 from convassist.core.prompt import PROMPT_END
 from convassist.core.schemas import APIModel, RequestModel
-from convassist.core.training import DEFAULT_EPOCHS, DEFAULT_LEARNING_RATE, DEFAULT_LORA_RANK
+from convassist.core.training import (
+    DEFAULT_BUDGET_MINUTES,
+    DEFAULT_LEARNING_RATE,
+    DEFAULT_LORA_RANK,
+    MAX_BUDGET_MINUTES,
+    MIN_BUDGET_MINUTES,
+)
 from convassist.server.models import SampleSource, TrainingStatus
 
 MAX_TEXT = 20_000
@@ -77,7 +83,20 @@ class JobCreate(RequestModel):
     base_model: str | None = Field(
         None, max_length=200, description="Manifest id; default: the model being served."
     )
-    epochs: int = Field(DEFAULT_EPOCHS, ge=1, le=20)
+    budget_minutes: float = Field(
+        DEFAULT_BUDGET_MINUTES,
+        ge=MIN_BUDGET_MINUTES,
+        le=MAX_BUDGET_MINUTES,
+        description="Minutes the job may take; the trainer measures its speed and plans what "
+        "fits (metrics.plan says what it chose and why).",
+    )
+    epochs: int | None = Field(
+        None,
+        ge=1,
+        le=20,
+        description="At most this many passes (fewer when the budget is short); null: as many "
+        "as the budget allows, up to 3.",
+    )
     learning_rate: float = Field(DEFAULT_LEARNING_RATE, gt=0, le=1e-2)
     lora_rank: int = Field(DEFAULT_LORA_RANK, ge=1, le=64)
     min_quality: float = Field(0.0, ge=0, le=1, description="Skip samples below this quality.")
@@ -91,7 +110,8 @@ class JobOut(APIModel):
     base_model: str
     status: TrainingStatus
     progress: int
-    epochs: int
+    budget_minutes: float | None = Field(description="Null for jobs from before budgets.")
+    epochs: int | None = Field(description="As asked; null: the plan chose (metrics.epochs).")
     learning_rate: float
     lora_rank: int
     min_quality: float

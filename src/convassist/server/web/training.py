@@ -11,7 +11,13 @@ from pydantic import ValidationError
 from starlette.responses import Response
 
 from convassist.core.errors import AppError
-from convassist.core.training import DEFAULT_EPOCHS, DEFAULT_LEARNING_RATE, DEFAULT_LORA_RANK
+from convassist.core.training import (
+    DEFAULT_BUDGET_MINUTES,
+    DEFAULT_LEARNING_RATE,
+    DEFAULT_LORA_RANK,
+    MAX_BUDGET_MINUTES,
+    MIN_BUDGET_MINUTES,
+)
 from convassist.server.deps import MLDep, SessionDep, SettingsDep
 from convassist.server.training import jobs
 from convassist.server.training.schemas import JobCreate
@@ -39,7 +45,8 @@ async def _jobs_context(session: SessionDep, ml: MLDep, viewer: Viewer) -> dict[
 
 def _job_form(**values: Any) -> dict[str, Any]:
     defaults = {
-        "epochs": str(DEFAULT_EPOCHS),
+        "budget_minutes": str(DEFAULT_BUDGET_MINUTES),
+        "epochs": "",
         "learning_rate": str(DEFAULT_LEARNING_RATE),
         "lora_rank": str(DEFAULT_LORA_RANK),
         "min_quality": "0",
@@ -47,7 +54,10 @@ def _job_form(**values: Any) -> dict[str, Any]:
         "error": None,
         "started": None,
     }
-    return {"form": {**defaults, **values}}
+    return {
+        "form": {**defaults, **values},
+        "budget_range": (MIN_BUDGET_MINUTES, MAX_BUDGET_MINUTES),
+    }
 
 
 @router.get("/training")
@@ -80,7 +90,8 @@ async def start_job(
     session: SessionDep,
     ml: MLDep,
     settings: SettingsDep,
-    epochs: Annotated[str, Form(max_length=8)] = str(DEFAULT_EPOCHS),
+    budget_minutes: Annotated[str, Form(max_length=8)] = str(DEFAULT_BUDGET_MINUTES),
+    epochs: Annotated[str, Form(max_length=8)] = "",
     learning_rate: Annotated[str, Form(max_length=16)] = str(DEFAULT_LEARNING_RATE),
     lora_rank: Annotated[str, Form(max_length=8)] = str(DEFAULT_LORA_RANK),
     min_quality: Annotated[str, Form(max_length=8)] = "0",
@@ -88,6 +99,7 @@ async def start_job(
 ) -> Response:
     """Start a LoRA training job on the current samples (and history, if asked)."""
     values = {
+        "budget_minutes": budget_minutes,
         "epochs": epochs,
         "learning_rate": learning_rate,
         "lora_rank": lora_rank,
@@ -97,7 +109,8 @@ async def start_job(
     try:
         body = JobCreate.model_validate(
             {
-                "epochs": int(epochs),
+                "budgetMinutes": float(budget_minutes),
+                "epochs": int(epochs) if epochs.strip() else None,
                 "learningRate": float(learning_rate),
                 "loraRank": int(lora_rank),
                 "minQuality": float(min_quality),
@@ -106,8 +119,9 @@ async def start_job(
         )
     except (ValidationError, ValueError):
         error = (
-            "Epochs are 1 to 20, the learning rate is above 0 and at most 0.01, the rank is "
-            "1 to 64 and the minimum quality 0 to 1."
+            f"The time budget is {MIN_BUDGET_MINUTES} to {MAX_BUDGET_MINUTES} minutes, "
+            "epochs are empty (automatic) or 1 to 20, the learning rate is above 0 and at most "
+            "0.01, the rank is 1 to 64 and the minimum quality 0 to 1."
         )
         return _job_form_response(request, viewer, values, error=error, status_code=422)
     result = await attempt(
