@@ -65,15 +65,13 @@ def test_the_default_targets_map_onto_each_architectures_modules() -> None:
 
 def test_the_config_takes_what_transformers_gguf_loader_leaves_out(tmp_path: Path) -> None:
     gemma2 = write_tiny_gguf(tmp_path / "gemma2.gguf", "gemma2")
-    assert config_overrides(gemma2, "gemma2") == {
+    assert config_overrides(gemma2) == {
         "query_pre_attn_scalar": 32,
         "final_logit_softcapping": 3.0,
         "attn_logit_softcapping": 4.0,
     }
-    assert config_overrides(write_tiny_gguf(tmp_path / "q.gguf", "qwen3"), "qwen3") == {
-        "head_dim": 32
-    }
-    assert config_overrides(write_tiny_gguf(tmp_path / "l.gguf", "llama"), "llama") == {}
+    assert config_overrides(write_tiny_gguf(tmp_path / "q.gguf", "qwen3")) == {"head_dim": 32}
+    assert config_overrides(write_tiny_gguf(tmp_path / "l.gguf", "llama")) == {}
 
 
 def test_the_trainable_label() -> None:

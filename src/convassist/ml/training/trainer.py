@@ -136,7 +136,7 @@ def load_model(model_path: Path) -> Any:
         str(model_path.parent),
         gguf_file=model_path.name,
         dtype=torch.float32,
-        **config_overrides(model_path, architecture),
+        **config_overrides(model_path),
     )
     if rules_for_model_type(str(model.config.model_type)) is not rules:
         raise ValueError(f"a {architecture} GGUF loaded as {model.config.model_type}")
