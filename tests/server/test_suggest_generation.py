@@ -13,6 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from convassist.core.suggestions import CANDIDATES
 from convassist.server.ml_client import MLClient
 from convassist.server.models import (
     GeneratedResponse,
@@ -22,7 +23,7 @@ from convassist.server.models import (
     TrainingSample,
 )
 from convassist.server.reconciler import Reconciler
-from convassist.server.suggest.service import CANDIDATES, Suggester
+from convassist.server.suggest.service import Suggester
 from tests.support.chats import message, sync
 from tests.support.services import ML_TOKEN
 

@@ -79,6 +79,53 @@ def near_duplicate(a: str, b: str) -> bool:
     return SequenceMatcher(None, a, b, autojunk=False).ratio() >= SIMILARITY_THRESHOLD
 
 
+@dataclass(frozen=True)
+class Drawn:
+    candidates: list[Completion]
+    """Distinct completions, best (most confident) first."""
+    samples: int
+    completion_tokens: int
+
+
+def draw_candidates(backend: Backend, prompt: str, params: GenerationParams, seed: int) -> Drawn:
+    """Up to `params.n` distinct completions: samples with seeds `seed, seed+1, …` (at most
+    `2n+1` of them), near-duplicates dropped, sorted best-first. Blocking."""
+    attempts = 1 if params.n == 1 else 2 * params.n + 1
+    kept: list[Completion] = []
+    seen: list[str] = []
+    first: Completion | None = None
+    completion_tokens = 0
+    samples = 0
+    for i in range(attempts):
+        temperature = params.temperature
+        if i > 0 and temperature == 0:
+            temperature = EXTRA_TEMPERATURE
+        completion = backend.complete(
+            prompt,
+            Sampling(
+                max_tokens=params.max_tokens,
+                temperature=temperature,
+                top_p=params.top_p,
+                stop=params.stop,
+                seed=(seed + i) % SEED_SPACE,
+            ),
+        )
+        samples += 1
+        completion_tokens += completion.completion_tokens
+        first = first or completion
+        key = normalize(completion.text)
+        if not key or any(near_duplicate(key, other) for other in seen):
+            continue
+        seen.append(key)
+        kept.append(completion)
+        if len(kept) == params.n:
+            break
+    if not kept and first is not None:
+        kept = [first]
+    kept.sort(key=lambda c: c.confidence if c.confidence is not None else -1.0, reverse=True)
+    return Drawn(kept, samples, completion_tokens)
+
+
 class LLMManager:
     """Owns the backend and the inference threads."""
 
@@ -128,45 +175,13 @@ class LLMManager:
         if prompt_tokens is not None and context is not None:
             check_fits(prompt_tokens, params.max_tokens, context)
         base_seed = params.seed if params.seed is not None else secrets.randbelow(SEED_SPACE)
-        attempts = 1 if params.n == 1 else 2 * params.n + 1
-        kept: list[Completion] = []
-        seen: list[str] = []
-        first: Completion | None = None
-        completion_tokens = 0
-        samples = 0
-        for i in range(attempts):
-            temperature = params.temperature
-            if i > 0 and temperature == 0:
-                temperature = EXTRA_TEMPERATURE
-            completion = self.backend.complete(
-                prompt,
-                Sampling(
-                    max_tokens=params.max_tokens,
-                    temperature=temperature,
-                    top_p=params.top_p,
-                    stop=params.stop,
-                    seed=(base_seed + i) % SEED_SPACE,
-                ),
-            )
-            samples += 1
-            completion_tokens += completion.completion_tokens
-            first = first or completion
-            key = normalize(completion.text)
-            if not key or any(near_duplicate(key, other) for other in seen):
-                continue
-            seen.append(key)
-            kept.append(completion)
-            if len(kept) == params.n:
-                break
-        if not kept and first is not None:
-            kept = [first]
-        kept.sort(key=lambda c: c.confidence if c.confidence is not None else -1.0, reverse=True)
+        drawn = draw_candidates(self.backend, prompt, params, base_seed)
         return Generation(
-            candidates=[Candidate(c.text, c.confidence) for c in kept],
+            candidates=[Candidate(c.text, c.confidence) for c in drawn.candidates],
             model_version=self.backend.model_version,
             prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            samples=samples,
+            completion_tokens=drawn.completion_tokens,
+            samples=drawn.samples,
             queue_seconds=started - submitted,
             generation_seconds=time.perf_counter() - started,
         )

@@ -9,6 +9,7 @@ from pydantic import Field, field_validator
 from convassist.core.limits import SEED_SPACE
 from convassist.core.prompt import STOP_SEQUENCES
 from convassist.core.schemas import APIModel, RequestModel
+from convassist.core.suggestions import TOP_P
 
 MAX_TOKENS_LIMIT = 512
 MAX_CANDIDATES = 5
@@ -28,7 +29,7 @@ class GenerateRequest(RequestModel):
         64, ge=1, le=MAX_TOKENS_LIMIT, description="Most tokens to generate per candidate."
     )
     temperature: float = Field(0.7, ge=0, le=2, description="0 = greedy.")
-    top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling mass.")
+    top_p: float = Field(TOP_P, gt=0, le=1, description="Nucleus sampling mass.")
     stop: list[StopSequence] = Field(
         default_factory=lambda: list(STOP_SEQUENCES),
         max_length=8,

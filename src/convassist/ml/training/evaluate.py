@@ -2,7 +2,8 @@
 
 One evaluation for the training job (runner.py) and `convassist eval`: `evaluate` takes
 the samples, keeps the usable ones of the conversations a job holds out, tokenizes them,
-scores them under the base model and then the adapter, and returns a `Report`.
+scores them under the base model, the adapter and (for a training job) the adapter that was
+active when it was queued, and returns a `Report`.
 
 Scored with llama.cpp on the served GGUF (quantized weights, the adapter applied the way
 the service applies it), so the numbers describe what is actually served. Only the reply
@@ -117,6 +118,8 @@ class Report:
     adapter: Score | None
     """None when no adapter was scored."""
     conversations: int
+    active: Score | None = None
+    """The adapter active when the job was queued, when there was one."""
 
     def metrics(self) -> dict[str, Any]:
         """The job-metrics keys: baseNll, adapterNll, basePerplexity, adapterPerplexity…"""
@@ -127,6 +130,14 @@ class Report:
             "basePerplexity": _round(self.base.perplexity),
             "adapterPerplexity": _round(tuned.perplexity) if tuned else None,
             "heldOutTokens": self.base.tokens,
+            **(
+                {
+                    "activeNll": _round(self.active.nll),
+                    "activePerplexity": _round(self.active.perplexity),
+                }
+                if self.active
+                else {}
+            ),
         }
 
 
@@ -141,13 +152,23 @@ def held_out(samples: Sequence[Sample], fraction: float) -> list[Sample]:
 
 
 def evaluate(
-    model_path: Path, samples: Sequence[Sample], settings: EvalSettings, adapter: Path | None
+    model_path: Path,
+    samples: Sequence[Sample],
+    settings: EvalSettings,
+    adapter: Path | None,
+    active: Path | None = None,
 ) -> Report:
-    """Split, tokenize, then score the held-out replies under the base model and `adapter`."""
+    """Split, tokenize, then score the held-out replies under the base model, `adapter` and
+    `active`."""
     kept = held_out(samples, settings.holdout_fraction)
     if not kept:
         empty = Score(nll=None, tokens=0, examples=0)
-        return Report(base=empty, adapter=empty if adapter else None, conversations=0)
+        return Report(
+            base=empty,
+            adapter=empty if adapter else None,
+            conversations=0,
+            active=empty if active else None,
+        )
     tokenizer = LlamaTokenizer(model_path)
     try:
         examples = build_examples(kept, tokenizer, settings.max_length)
@@ -161,10 +182,14 @@ def evaluate(
     )
     try:
         base = scorer.score(examples)
-        tuned = None
+        tuned = before = None
         if adapter is not None:
             scorer.set_adapter(adapter)
             tuned = scorer.score(examples)
+        if active is not None:
+            scorer.set_adapter(active)
+            before = scorer.score(examples)
     finally:
         scorer.close()
-    return Report(base, tuned, conversations=len({e.conversation_id for e in examples}))
+    conversations = len({e.conversation_id for e in examples})
+    return Report(base, tuned, conversations, active=before)

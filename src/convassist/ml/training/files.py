@@ -79,6 +79,9 @@ class JobSpec:
     """The service's llama.cpp configuration (`ml/models/native.py`); None: chosen for this CPU."""
     priority: TrainPriority = "normal"
     device: TrainDeviceSetting = "auto"
+    compare_adapter: str | None = None
+    """The id of the adapter active when the job was queued (None: the base model was): the
+    runner resolves it through the adapter store and measures the new adapter against it."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -40,7 +40,9 @@ class TrainingRecord(JobRecord):
 
 class TrainingPayload(BaseModel):
     """What travels with a job (in Redis, to whichever worker runs it): the request, samples
-    included, and the `model_version` of the base model it was accepted for."""
+    included, the `model_version` of the base model it was accepted for, and the adapter
+    served when it was queued (what its adapter is measured against)."""
 
     request: TrainingRequest
     base_version: str
+    compare_adapter: str | None = None

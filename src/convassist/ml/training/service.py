@@ -44,8 +44,9 @@ JOB_ID = re.compile(JOB_ID_PATTERN)
 STORE_DOWN = "The job store (Redis) is unavailable."
 
 OnCompleted = Callable[[str], Awaitable[object]]
-"""Called with the adapter id of each completed job that asked to be activated, once, by
-whoever ran the job (the service without Redis, the worker with it)."""
+"""Called with the adapter id of each completed job that asked to be activated and that its
+gate let through (`metrics.gate.activate`, `quality/gate.py`), once, by whoever ran the job
+(the service without Redis, the worker with it)."""
 
 
 def training_kind(
@@ -56,6 +57,9 @@ def training_kind(
 
     async def finished(record: TrainingRecord) -> None:
         if record.status == "completed" and record.auto_activate and record.adapter_id:
+            if not (record.metrics.get("gate") or {}).get("activate", True):
+                log.info("adapter_held_back", job_id=record.job_id, adapter_id=record.adapter_id)
+                return
             try:
                 await on_completed(record.adapter_id)
             except AppError as exc:
@@ -157,7 +161,9 @@ class TrainingJobs:
             base_model=served.model_id,
             auto_activate=auto,
         )
-        payload = TrainingPayload(request=request, base_version=served.base_version)
+        payload = TrainingPayload(
+            request=request, base_version=served.base_version, compare_adapter=served.adapter_id
+        )
         with unavailable(STORE_DOWN):
             created = await self.runtime.submit(record, payload)
         if not created:

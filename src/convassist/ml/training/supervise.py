@@ -47,6 +47,8 @@ class ServedModel(Protocol):
     base_version: str
     path: Path
     native: NativeStatus
+    adapter_id: str | None
+    """The adapter it serves now (None: the base model)."""
 
 
 async def terminate(process: asyncio.subprocess.Process) -> None:
@@ -85,6 +87,7 @@ def job_spec(
         llama_config=served.native.config.name,
         priority=settings.train_priority,
         device=settings.train_device,
+        compare_adapter=payload.compare_adapter,
     )
 
 

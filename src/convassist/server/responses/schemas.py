@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 
 from convassist.core.limits import SEED_SPACE
 from convassist.core.schemas import APIModel, RequestModel
+from convassist.core.suggestions import MAX_TOKENS, TEMPERATURE
 from convassist.server.models import ResponseStatus
 
 
@@ -22,8 +23,8 @@ class GenerateRequest(RequestModel):
     run_async: bool = Field(
         False, alias="async", description="Return at once; poll GET /api/responses/{id}."
     )
-    max_tokens: int = Field(64, ge=1, le=512)
-    temperature: float = Field(0.7, ge=0.0, le=2.0)
+    max_tokens: int = Field(MAX_TOKENS, ge=1, le=512)
+    temperature: float = Field(TEMPERATURE, ge=0.0, le=2.0)
     seed: int | None = Field(
         None, ge=0, lt=SEED_SPACE, description="Fix for reproducible (cacheable) output."
     )

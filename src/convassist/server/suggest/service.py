@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from convassist.core.db import session_scope
 from convassist.core.errors import AppError
 from convassist.core.logging import get_logger
+from convassist.core.suggestions import CANDIDATES
 from convassist.server.conversations.consent import allowed
 from convassist.server.ml_client import MLClient
 from convassist.server.models import (
@@ -44,7 +45,6 @@ from convassist.server.suggest.gate import SuggestPolicy, check
 
 log = get_logger(__name__)
 
-CANDIDATES = 3
 SWEEP_SECONDS = 60.0
 MAX_ATTEMPTS = 3
 SWEEP_LIMIT = 500

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from starlette.responses import Response
 
 from convassist.core.errors import AppError, Unprocessable
+from convassist.core.suggestions import CANDIDATES
 from convassist.server.deps import MLDep, SessionDep
 from convassist.server.models import ResponseStatus
 from convassist.server.responses import service
@@ -25,7 +26,6 @@ from convassist.server.web.render import render, triggers
 
 router = APIRouter()
 
-CANDIDATES = 3
 CandidateIndex = Annotated[int, Form(ge=0, le=4)]
 
 

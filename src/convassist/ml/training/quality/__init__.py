@@ -1,0 +1,1 @@
+"""What a training job measures besides perplexity: its held-out suggestions, and the gate."""
