@@ -276,6 +276,7 @@ def report(result: dict[str, Any]) -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sender", help="Chit-Chat sender id (default: most conversations)")
+    parser.add_argument("--model", help="manifest id to serve (default: the default model)")
     parser.add_argument("--replies", type=int, default=1500, help="about this many replies")
     parser.add_argument("--epochs", type=int, help="default: the API's")
     parser.add_argument("--learning-rate", type=float, help="default: the API's")
@@ -287,7 +288,8 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="convassist-style-") as tmp_name:
         tmp = Path(tmp_name)
-        with ml_and_server(tmp) as (ml_url, server):
+        model = {"ML_SERVICE_MODEL_ID": args.model} if args.model else {}
+        with ml_and_server(tmp, **model) as (ml_url, server):
             result = asyncio.run(evaluate(args, server, ml_url, tmp / "data"))
     met = report(result)
     if args.json:
