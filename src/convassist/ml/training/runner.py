@@ -1,11 +1,13 @@
 """The training job process: `python -m convassist.ml.training.runner <job dir>`.
 
 Reads `spec.json` and `samples.jsonl`, holds out part of the conversations, trains the LoRA,
-exports it, scores the held-out replies under the base model and the adapter, stores the
-adapter, and reports every step to the process that started it (its supervisor): one JSON
-object a line on stdout (`files.RunnerReport`; anything else printing goes to stderr, the
-log). SIGTERM cancels it at once (even while the model loads); it exits by itself within a
-second when its supervisor dies (a watcher thread sees its parent change).
+exports it, measures it on the held-out replies against the base model and the adapter
+active when the job was queued (perplexity, suggestions, the activation gate:
+`quality/assess.py`), stores the adapter, and reports every step to the process that
+started it (its supervisor): one JSON object a line on stdout (`files.RunnerReport`;
+anything else printing goes to stderr, the log). SIGTERM cancels it at once (even while the
+model loads); it exits by itself within a second when its supervisor dies (a watcher thread
+sees its parent change).
 It never runs inside the serving process: the ML service (or `convassist worker`) starts it.
 
 Progress: 0-5 % preparing, 5-10 % loading the model, 10-85 % training, 85-100 % export and
@@ -218,12 +220,17 @@ def run(files: JobFiles, spec: JobSpec, reporter: Reporter, policy: str, started
     )
     del peft_model, model
     reporter.update(progress=88, metrics=metrics)
-    from convassist.ml.models.native import named_config
-    from convassist.ml.training.evaluate import EvalSettings, evaluate
+    from convassist.ml.training.quality.assess import assess
 
-    llama = named_config(spec.llama_config, "the ML service's") if spec.llama_config else None
-    held_out = EvalSettings(spec.holdout_fraction, spec.max_length, spec.threads, llama)
-    metrics.update(evaluate(Path(spec.model_path), samples, held_out, files.adapter).metrics())
+    metrics.update(
+        assess(
+            spec,
+            samples,
+            (adapter_id, files.adapter),
+            store,
+            deadline=budget.evaluation_deadline(started, budget_seconds),
+        )
+    )
     metrics["durationSeconds"] = round(time.monotonic() - started, 2)
     metrics["withinBudget"] = (
         metrics["durationSeconds"] <= budget_seconds + budget.TOLERANCE_SECONDS
