@@ -20,8 +20,10 @@ from torch.nn import functional
 from convassist.ml.backends.llama import LoraSwitch
 from convassist.ml.models.native import load_llama
 from convassist.ml.training.architectures import TRAINABLE
+from convassist.ml.training.dataset import LlamaTokenizer, build_examples
 from convassist.ml.training.export import export_adapter
-from convassist.ml.training.trainer import TrainConfig, add_lora, load_model, token_nll
+from convassist.ml.training.trainer import TrainConfig, add_lora, load_model, token_nll, train
+from tests.ml.training.conftest import make_samples
 from tests.support.tiny_models import SLIDING_WINDOW, TINY, VOCAB, write_tiny_gguf
 
 TOLERANCE = 1e-2
@@ -108,3 +110,15 @@ def test_the_training_loss_sees_the_models_own_logits(exported: Exported) -> Non
         logits = causal_lm(input_ids=ids).logits[0, :-1]
     expected = functional.cross_entropy(logits, labels[0, 1:], reduction="none")
     torch.testing.assert_close(nll, expected[labels[0, 1:] != -100])
+
+
+@pytest.mark.slow  # 3-11 s each here (the first backward pass sets up its kernels)
+def test_training_on_it_lowers_the_loss(exported: Exported) -> None:
+    """The whole trainer runs on each architecture (its own tokenizer: byte pieces)."""
+    tokenizer = LlamaTokenizer(exported.model_path)
+    examples = build_examples(make_samples(4), tokenizer, max_length=48)
+    tokenizer.close()
+    config = TrainConfig(epochs=3, learning_rate=5e-3, rank=4, batch_size=6, seed=1, threads=2)
+    peft_model = add_lora(load_model(exported.model_path), config)
+    result = train(peft_model, examples, config, pad_id=0)
+    assert result.steps == 6 and result.losses[-1] < 0.9 * result.losses[0]
