@@ -108,6 +108,11 @@ def test_a_job_that_cannot_fit_says_how_long_it_would_need() -> None:
     assert choose(situation(20, budget_seconds=needed * 60 + 6)).samples >= 375
 
 
+def test_a_job_without_a_measured_speed_cannot_fit() -> None:
+    with pytest.raises(ValueError, match="its speed could not even be measured"):
+        choose(situation(0.0))
+
+
 def test_time_already_spent_counts() -> None:
     assert choose(situation(450)).max_length == 128
     assert choose(situation(450, spent_seconds=200)).max_length < 128

@@ -78,6 +78,26 @@ def test_at_its_deadline_training_stops_cleanly_with_what_it_learnt(
     assert any(float(p.abs().sum()) > 0 for p in _lora(model, 29).values())
 
 
+def test_a_late_start_still_calibrates_on_a_measured_step(
+    torch_model: Any, tokenizer: LlamaTokenizer
+) -> None:
+    """Past its deadline already (the model loaded slowly): the plan still gets a speed, so
+    it can say how long the job would need."""
+    config = TrainConfig(epochs=1, rank=2, batch_size=1, threads=2, layers=2)
+    model = add_lora(copy.deepcopy(torch_model), config)
+    examples = build_examples(make_samples(3, per_conversation=3), tokenizer, max_length=16)
+    calibrations: list[Calibration] = []
+
+    def plan(calibration: Calibration) -> Continuation:
+        calibrations.append(calibration)
+        return Continuation(examples, epochs=1, layers=2)
+
+    result = train(model, examples, config, pad_id=2, calibrate=plan, deadline=time.monotonic())
+    [calibration] = calibrations
+    assert calibration.steps == 1 and calibration.tokens_per_second > 0
+    assert result.stopped_early and result.steps == CALIBRATION_WARMUP_STEPS + 1
+
+
 def test_the_schedule_ends_at_the_total_it_is_given() -> None:
     lr = Schedule(100, 0.05)
     assert lr(0) == 0.2 and lr(4) == 1.0

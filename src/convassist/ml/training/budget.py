@@ -161,6 +161,11 @@ def _plan(s: Situation, max_length: int, layers: int, samples: int, epochs: int)
 
 def choose(s: Situation) -> Plan:
     """The most preferred plan that fits the time left; ValueError when none does."""
+    if not s.tokens_per_second > 0:
+        raise ValueError(
+            f"This job cannot finish in {_minutes(s.budget_seconds)} minutes on this machine: "
+            "its speed could not even be measured. Give it a larger budget."
+        )
     lengths = sorted(s.lengths, reverse=True)
     longest, shortest = lengths[0], lengths[-1]
     total = len(s.lengths[longest])

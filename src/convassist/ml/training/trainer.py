@@ -299,7 +299,8 @@ def train(
     `calibrate`, the first steps (of `config.epochs` passes over `examples`) measure the
     throughput and `calibrate`'s answer says how training goes on; the learning rate then
     decays to zero at the new end. When the next step would end after `deadline` (a
-    `time.monotonic()` value), training stops there (`TrainResult.stopped_early`)."""
+    `time.monotonic()` value), training stops there (`TrainResult.stopped_early`), but not
+    before calibrating on one step after the warm-up."""
     if not examples:
         raise ValueError("no training examples")
     if config.threads:
@@ -323,13 +324,15 @@ def train(
     position = {id(example): i for i, example in enumerate(examples)}
     done: set[int] = set()
 
-    def run(passes: Sequence[Sequence[Example]], limit: int | None = None) -> None:
+    def run(passes: Sequence[Sequence[Example]], limit: int | None = None, least: int = 0) -> None:
+        """Train on `passes` (up to `limit` steps), at least `least` steps whatever the time."""
         for epoch, batch in _batches(passes, config.batch_size, rng):
             if (limit is not None and result.steps >= limit) or result.stopped_early:
                 return
             if should_stop is not None and should_stop():
                 raise Cancelled
-            if deadline is not None and time.monotonic() + result.step_seconds > deadline:
+            late = deadline is not None and time.monotonic() + result.step_seconds > deadline
+            if late and result.steps >= least:
                 result.stopped_early = True
                 return
             ids, labels, weights = (t.to(device.type) for t in collate(batch, pad_id))
@@ -368,7 +371,8 @@ def train(
     if calibrate is None:
         run(first)
     else:
-        run(first, limit=CALIBRATION_WARMUP_STEPS + CALIBRATION_STEPS)
+        # A step after the warm-up at least, however late: the plan needs a measured speed.
+        run(first, CALIBRATION_WARMUP_STEPS + CALIBRATION_STEPS, CALIBRATION_WARMUP_STEPS + 1)
         then = calibrate(result.calibration())
         train_top_layers(peft_model, then.layers)
         passes = _passes(then.examples, then.epochs, done)
