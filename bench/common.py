@@ -10,12 +10,15 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from convassist.ml.training.dataset import Sample
 
 REPO = Path(__file__).resolve().parents[1]
 PASSWORD = "benchmark password"
@@ -24,6 +27,8 @@ POSTGRES = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1
 ML_TOKEN = secrets.token_urlsafe(32)
 """The ML service token of the services started here; `ML_AUTH` sends it."""
 ML_AUTH = {"Authorization": f"Bearer {ML_TOKEN}"}
+HISTORY = 10
+"""Messages before a reply in its prompt (the server's history samples)."""
 
 
 def load_chitchat() -> dict[str, Any]:
@@ -32,6 +37,33 @@ def load_chitchat() -> dict[str, Any]:
     from convassist.server.demo.corpus import load_corpus
 
     return load_corpus(CHITCHAT)
+
+
+def history_samples(corpus: dict[str, Any], me: str, replies: int) -> list[Sample]:
+    """What the server's history makes of `me`'s first two-person conversations holding about
+    `replies` replies (`pick_conversations`) once synced (server/training/history.py): each
+    reply (their first message after the other person's) after the 10 messages before it,
+    repeated pairs once; conversation ids are the corpus's."""
+    from convassist.core.prompt import ChatLine, clean_text, render_prompt
+    from convassist.server.demo.corpus import pick_conversations
+
+    samples: list[Sample] = []
+    seen: set[tuple[str, str]] = set()
+    for conversation_id, conversation in pick_conversations(corpus, me, replies):
+        window: deque[ChatLine] = deque(maxlen=HISTORY)
+        incoming = False
+        for message in (m for turn in conversation["messages"] for m in turn):
+            text = clean_text(message["text"] or "")
+            if not text:
+                continue
+            mine = message["sender"] == me
+            prompt = render_prompt(window)
+            if mine and incoming and (prompt, text) not in seen:
+                seen.add((prompt, text))
+                samples.append(Sample(prompt, text, 1.0, conversation_id))
+            window.append(ChatLine("me" if mine else "them", text))
+            incoming = not mine
+    return samples
 
 
 def free_port() -> int:

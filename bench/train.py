@@ -6,18 +6,23 @@ history samples are; synthetic chats when the corpus is absent.
 
 1. Training tokens/s (tokens processed, padding excluded), in the same run on the same
    batches (our length-bucketed batches, contexts cut to ML_SERVICE_TRAIN_MAX_CONTEXT):
-   * ours: `convassist.ml.training.trainer.train` (bf16 autocast where the CPU has it, output
-     layer on reply tokens only, quality-weighted loss, progress callback);
+   * ours: `convassist.ml.training.trainer.train` on the job's examples (the owner's earlier
+     lines are targets too), bf16 autocast where the CPU has it, output layer on target
+     tokens only, quality-weighted loss, progress callback;
    * raw:  a plain peft/torch loop, same precision: `model(input_ids, attention_mask,
      labels).loss`, AdamW. Goal: ours >= 0.8x raw.
-   Rounds alternate ours and raw, so both see the same machine load. Also timed once: the
+   Both loops first run one untimed round (the first use of each batch shape sets up oneDNN
+   kernels, seconds for bf16), then timed rounds alternate ours and raw, so both see the same
+   machine load; the medians are reported. Also timed once: the
    DESIGN's naive loop (fp32, batch 8 in random order padded to the longest, contexts up to
    384 tokens, r=16 on all linear layers), the speed the levers are measured against.
 2. Generation tokens/s of the llama.cpp backend with the trained adapter active vs without
    (64 tokens, same seeds, alternating). Goal: >= 0.85x.
-3. With --job N: a real training job (the runner process) on N replies, end to end.
+3. With --job N: a real training job (the runner process) on N replies, end to end, in its
+   time budget (`--budget-minutes`, default the API's 10): its wall time on this machine
+   against the budget, the runner's own `durationSeconds`/`withinBudget` and its plan.
 
-    .venv/bin/python bench/train.py [--examples 128] [--rounds 2] [--job 1500]
+    .venv/bin/python bench/train.py [--examples 128] [--rounds 4] [--job 1500 [--budget-minutes 10]]
 """
 
 from __future__ import annotations
@@ -32,7 +37,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +45,12 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.common import CHITCHAT, load_chitchat  # noqa: E402
+from bench.common import CHITCHAT, HISTORY, history_samples, load_chitchat  # noqa: E402
 
 from convassist.core.prompt import ChatLine, render_prompt  # noqa: E402
 from convassist.core.training import (  # noqa: E402
     ATTENTION_MODULES,
+    DEFAULT_BUDGET_MINUTES,
     DEFAULT_MAX_CONTEXT,
     MLP_MODULES,
 )
@@ -55,27 +60,13 @@ from convassist.ml.training import dataset, export, trainer  # noqa: E402
 from convassist.ml.training.dataset import Example, Sample  # noqa: E402
 from convassist.ml.training.device import cpu_has_bf16  # noqa: E402
 from convassist.ml.training.files import JobFiles, JobSpec, write_json  # noqa: E402
-
-HISTORY = 10
+from convassist.server.demo.corpus import most_conversations  # noqa: E402
 
 
 def chitchat_samples(limit: int) -> list[Sample]:
-    """The most prolific sender's replies, each after the 10 messages before it."""
-    data = load_chitchat()
-    senders = Counter(turn[0]["sender"] for c in data.values() for turn in c["messages"])
-    me = senders.most_common(1)[0][0]
-    samples: list[Sample] = []
-    for conversation_id, conversation in data.items():
-        lines: list[ChatLine] = []
-        for turn in conversation["messages"]:
-            mine = turn[0]["sender"] == me
-            if mine and lines and turn[0]["text"].strip():
-                prompt = render_prompt(lines[-HISTORY:])
-                samples.append(Sample(prompt, turn[0]["text"], 1.0, conversation_id))
-                if len(samples) == limit:
-                    return samples
-            lines += [ChatLine("me" if mine else "them", m["text"]) for m in turn]
-    return samples
+    """The replies of the person in the most conversations, as the server's history makes them."""
+    corpus = load_chitchat()
+    return history_samples(corpus, most_conversations(corpus), limit)[:limit]
 
 
 def synthetic_samples(limit: int) -> list[Sample]:
@@ -123,28 +114,27 @@ def tokens(batches: list[list[Example]]) -> int:
 def bench_training(
     base: Any, examples: list[Example], rounds: int, config: trainer.TrainConfig
 ) -> tuple[Any, float, float]:
-    """(our trained peft model, ours tokens/s, raw tokens/s), alternating rounds."""
+    """(our trained peft model, ours tokens/s, raw tokens/s): medians of alternating rounds.
+
+    Both loops first run one untimed round: the first use of each batch shape sets up its
+    oneDNN kernels (seconds for bf16), which a timed round must not count."""
     ours_model = trainer.add_lora(copy.deepcopy(base), config)
     raw_model = trainer.add_lora(copy.deepcopy(base), config)
     batches = dataset.length_batches(examples, config.batch_size, random.Random(config.seed))
     bf16 = cpu_has_bf16()
-    warm = batches[:2]  # first use of a shape sets up its kernels: not timed, for either
-    trainer.train(ours_model, [e for b in warm for e in b], config, pad_id=2)
-    raw_steps(raw_model, warm, 2, bf16)
-    ours_s, raw_s = 0.0, 0.0
+    trainer.train(ours_model, examples, config, pad_id=2)
+    raw_steps(raw_model, batches, 2, bf16)
+    rates: dict[str, list[float]] = {"ours": [], "raw": []}
     for r in range(rounds):
-        order = [("ours", "raw"), ("raw", "ours")][r % 2]
-        for name in order:
+        for name in [("ours", "raw"), ("raw", "ours")][r % 2]:
             if name == "ours":
                 result = trainer.train(ours_model, examples, config, pad_id=2)
-                ours_s += result.seconds
-                print(f"  round {r + 1} ours {result.tokens / result.seconds:7.1f} tokens/s")
+                rate = result.tokens / result.seconds
             else:
-                seconds = raw_steps(raw_model, batches, 2, bf16)
-                raw_s += seconds
-                print(f"  round {r + 1} raw  {tokens(batches) / seconds:7.1f} tokens/s")
-    total = tokens(batches) * rounds
-    return ours_model, total / ours_s, total / raw_s
+                rate = tokens(batches) / raw_steps(raw_model, batches, 2, bf16)
+            rates[name].append(rate)
+            print(f"  round {r + 1} {name:<4} {rate:7.1f} tokens/s", flush=True)
+    return ours_model, statistics.median(rates["ours"]), statistics.median(rates["raw"])
 
 
 def bench_naive(base: Any, samples: list[Sample], tok: dataset.LlamaTokenizer) -> float:
@@ -185,8 +175,9 @@ def bench_generation(model_path: Path, adapter: Path, runs: int) -> tuple[float,
     return statistics.median(rates[False]), statistics.median(rates[True])
 
 
-def run_job(model_path: Path, samples: list[Sample]) -> dict[str, Any]:
-    """A real job through the runner process; its final report (the last line it prints)."""
+def run_job(model_path: Path, samples: list[Sample], budget_minutes: float) -> dict[str, Any]:
+    """A real job through the runner process, in its time budget; its final report (the last
+    line it prints)."""
     with tempfile.TemporaryDirectory() as tmp:
         files = JobFiles(Path(tmp) / "job")
         files.directory.mkdir()
@@ -196,6 +187,7 @@ def run_job(model_path: Path, samples: list[Sample]) -> dict[str, Any]:
             base_model="smollm2-135m-instruct",
             base_version="bench",
             model_path=str(model_path),
+            budget_minutes=budget_minutes,
         )
         write_json(files.spec, spec.to_json())
         started = time.perf_counter()
@@ -215,18 +207,23 @@ def run_job(model_path: Path, samples: list[Sample]) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=128, help="examples per round")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=4, help="timed rounds of each loop")
     parser.add_argument("--max-length", type=int, default=DEFAULT_MAX_CONTEXT)
     parser.add_argument("--generation-runs", type=int, default=8)
     parser.add_argument("--skip-naive", action="store_true")
     parser.add_argument("--job", type=int, default=0, help="also run a real job on N replies")
+    parser.add_argument(
+        "--budget-minutes", type=float, default=DEFAULT_BUDGET_MINUTES, help="the job's budget"
+    )
     args = parser.parse_args()
 
     torch.set_num_threads(2)
     model_path = load_manifest().get("smollm2-135m-instruct").local_path(Path("/nonexistent"))
     samples, source = load_samples(max(args.examples, args.job, 64))
     tok = dataset.LlamaTokenizer(model_path)
-    examples = dataset.build_examples(samples[: args.examples], tok, args.max_length)
+    examples = dataset.build_examples(
+        samples[: args.examples], tok, args.max_length, own_lines=True
+    )
     print(
         f"{len(examples)} replies from the {source}; mean {statistics.mean(map(len, examples)):.0f}"
         f" tokens per example (max {args.max_length}); bf16: {cpu_has_bf16()}; threads 2"
@@ -255,13 +252,20 @@ def main() -> None:
         f"ratio {tuned / plain:.2f}x"
     )
     if args.job:
-        state = run_job(model_path, samples[: args.job])
+        state = run_job(model_path, samples[: args.job], args.budget_minutes)
         metrics = state.get("metrics", {})
         print(
             f"job on {args.job} replies: {state.get('status')} in {state['wallSeconds']} s "
             f"(training {metrics.get('trainSeconds')} s at {metrics.get('tokensPerSecond')} "
             f"tokens/s, {metrics.get('trainTokens')} tokens); held-out NLL "
             f"{metrics.get('baseNll')} -> {metrics.get('adapterNll')}"
+        )
+        budget = args.budget_minutes * 60
+        print(
+            f"time budget {budget:.0f} s: the job took {state['wallSeconds']} s here "
+            f"({'within' if state['wallSeconds'] <= budget else 'OVER'} its budget; the runner's "
+            f"own count {metrics.get('durationSeconds')} s, withinBudget "
+            f"{metrics.get('withinBudget')}); plan: {json.dumps(metrics.get('plan'))}"
         )
 
 

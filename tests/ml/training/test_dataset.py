@@ -37,6 +37,20 @@ def test_only_the_reply_and_its_newline_are_targets(tokenizer: LlamaTokenizer) -
     assert example.weight == 0.7 and example.conversation_id == "c1"
 
 
+def test_own_lines_make_the_owners_earlier_messages_targets(tokenizer: LlamaTokenizer) -> None:
+    prompt = "Me: yo\nThem: hi there\nMe: hey you\nThem: how are you\nMe:"
+    sample = Sample(prompt, "fine", conversation_id="c1")
+    example = build_example(sample, tokenizer, max_length=256, own_lines=True)
+    targets = [t for t, label in zip(example.input_ids, example.labels, strict=True) if label >= 0]
+    assert targets == tokenizer.encode(" yo\n") + tokenizer.encode(" hey you\n") + tokenizer.encode(
+        " fine\n"
+    )
+    assert example.labels[-2:] == tokenizer.encode(" fine\n")[-2:]
+    plain = build_example(sample, tokenizer, max_length=256)
+    assert plain.input_ids == example.input_ids
+    assert plain.targets == len(tokenizer.encode(" fine\n"))
+
+
 def test_long_contexts_lose_their_oldest_lines(tokenizer: LlamaTokenizer) -> None:
     lines = [f"Them: message number {i} about something" for i in range(40)]
     prompt = "\n".join([*lines, "Me:"])

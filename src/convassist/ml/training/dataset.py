@@ -9,6 +9,11 @@ the turn is a target too, so the model learns to stop (generation stops at ``\\n
 tokenizer for the served GGUF, so training sees exactly the tokens inference sees.
 
 Only reply tokens carry a loss (prompt labels are -100); the sample's quality weights it.
+Training examples (`own_lines`) also take the loss on the owner's earlier messages in the
+context (its ``Me: …`` lines): the same forward pass then learns from several of the
+owner's messages instead of one, which at equal compute cut the held-out perplexity half as
+much again (docs/ml-service.md, "Training settings at equal compute"); evaluation scores
+the reply alone.
 Contexts longer than the budget lose their oldest lines (cut from the left, at a line
 start). Held-out data is chosen by conversation, never by message, so no conversation is on
 both sides.
@@ -139,12 +144,15 @@ class Example:
         return sum(1 for label in self.labels if label != IGNORE_INDEX)
 
 
-def build_example(sample: Sample, tokenizer: Tokenizer, max_length: int) -> Example:
+def build_example(
+    sample: Sample, tokenizer: Tokenizer, max_length: int, *, own_lines: bool = False
+) -> Example:
     """Tokenize one usable sample into at most `max_length` tokens.
 
     A reply longer than half the budget is cut (and then has no end-of-turn target); the
     context keeps its newest tokens, starting at a line boundary where that keeps at least
-    half of what fits.
+    half of what fits. With `own_lines`, the owner's earlier messages in the context (the
+    text and newline of its ``Me: …`` lines) are targets too: training only.
     """
     _, completion = render_example((), sample.completion)
     prefix = tokenizer.prefix
@@ -154,8 +162,26 @@ def build_example(sample: Sample, tokenizer: Tokenizer, max_length: int) -> Exam
     if len(context) > budget:
         context = _cut_left(context, budget, tokenizer.encode(END_OF_TURN))
     input_ids = prefix + context + reply
-    labels = [IGNORE_INDEX] * (len(prefix) + len(context)) + reply
+    context_labels = _own_lines(context, tokenizer) if own_lines else [IGNORE_INDEX] * len(context)
+    labels = [IGNORE_INDEX] * len(prefix) + context_labels + reply
     return Example(input_ids, labels, sample.quality, sample.conversation_id)
+
+
+def _own_lines(context: list[int], tokenizer: Tokenizer) -> list[int]:
+    """Labels of `context`: the tokens after ``Me:`` up to and with the line's newline."""
+    labels = [IGNORE_INDEX] * len(context)
+    newline, me = tokenizer.encode(END_OF_TURN), tokenizer.encode(PROMPT_END)
+    if len(newline) != 1:
+        return labels
+    starts = [0] + [i + 1 for i, token in enumerate(context) if token == newline[0]]
+    for start in starts:
+        if context[start : start + len(me)] != me:
+            continue
+        for i in range(start + len(me), len(context)):
+            labels[i] = context[i]
+            if context[i] == newline[0]:
+                break
+    return labels
 
 
 def _cut_left(tokens: list[int], budget: int, newline: list[int]) -> list[int]:
@@ -168,9 +194,12 @@ def _cut_left(tokens: list[int], budget: int, newline: list[int]) -> list[int]:
 
 
 def build_examples(
-    samples: Iterable[Sample], tokenizer: Tokenizer, max_length: int
+    samples: Iterable[Sample], tokenizer: Tokenizer, max_length: int, *, own_lines: bool = False
 ) -> list[Example]:
-    return [build_example(sample, tokenizer, max_length) for sample in usable(samples)]
+    return [
+        build_example(sample, tokenizer, max_length, own_lines=own_lines)
+        for sample in usable(samples)
+    ]
 
 
 class HasConversation(Protocol):

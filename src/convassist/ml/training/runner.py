@@ -112,7 +112,8 @@ def run(files: JobFiles, spec: JobSpec, reporter: Reporter, policy: str, started
     ]
     tokenizer = dataset.LlamaTokenizer(Path(spec.model_path))
     examples = {
-        n: dataset.build_examples(ordered, tokenizer, n) for n in budget.contexts(spec.max_length)
+        n: dataset.build_examples(ordered, tokenizer, n, own_lines=True)
+        for n in budget.contexts(spec.max_length)
     }
     tokenizer.close()
     reporter.update(progress=5, metrics=metrics)
