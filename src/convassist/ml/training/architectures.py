@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from convassist.core.errors import Unprocessable
+from convassist.ml.training.gguf_header import read_scalars
 
 LLAMA_TENSORS: Mapping[str, str] = {
     "q_proj": "attn_q",
@@ -125,26 +126,22 @@ def gguf_architecture(model_path: Path) -> str:
 
 
 def gguf_header(model_path: Path) -> Header:
-    """The file's `Header`, remembered per file version (parsing the header of a 135M model
-    takes over a second, of Gemma 3 270M, with its 262k-token vocabulary, 15 s and more)."""
+    """The file's `Header`, remembered per file version (`gguf_header.read_scalars`)."""
     stat = model_path.stat()
     return _header(str(model_path), stat.st_size, stat.st_mtime_ns)
 
 
 @lru_cache(maxsize=32)
 def _header(path: str, _size: int, _mtime_ns: int) -> Header:
-    import gguf
-
-    reader = gguf.GGUFReader(path)
-    field = reader.get_field(gguf.Keys.General.ARCHITECTURE)
-    if field is None:
+    scalars = read_scalars(Path(path))
+    architecture = scalars.get("general.architecture")
+    if not isinstance(architecture, str):
         raise ValueError(f"{path} has no general.architecture")
-    architecture = str(field.contents())
     prefix = f"{architecture}."
     values = {
-        name.removeprefix(prefix): found.contents()
-        for name, found in reader.fields.items()
-        if name.startswith(prefix) and len(found.types) == 1
+        name.removeprefix(prefix): value
+        for name, value in scalars.items()
+        if name.startswith(prefix)
     }
     return Header(architecture, values)
 
