@@ -42,7 +42,7 @@ def test_the_contexts_tried_are_the_full_one_then_shorter() -> None:
 
 
 def test_the_reserve_is_a_share_of_the_budget_with_a_floor() -> None:
-    assert reserve_seconds(600) == 120
+    assert reserve_seconds(600) == 180
     assert reserve_seconds(60) == 20
 
 
@@ -79,10 +79,10 @@ def test_the_machine_of_the_defaults_does_one_full_pass() -> None:
 
 
 def test_slower_hardware_cuts_the_context_then_the_layers_then_the_history() -> None:
-    shorter = choose(situation(360))
+    shorter = choose(situation(420))
     assert (shorter.max_length, shorter.layers, shorter.samples) == (96, 15, REPLIES)
     assert "1 pass over 1,500 replies at 96 tokens (not 128) fit in" in shorter.reason
-    fewer_layers = choose(situation(200))
+    fewer_layers = choose(situation(240))
     assert fewer_layers.max_length == 64 and 8 <= fewer_layers.layers < 15
     assert fewer_layers.samples == REPLIES
     less_history = choose(situation(100))

@@ -36,7 +36,7 @@ MIN_SAMPLES = 16
 SAFETY = 1.1
 """Estimates are stretched by this much: throughput varies between batches."""
 RESERVE_SECONDS = 20.0
-RESERVE_SHARE = 0.2
+RESERVE_SHARE = 0.3
 """Export and held-out evaluation get max(`RESERVE_SECONDS`, `RESERVE_SHARE` * budget)."""
 FINISH_SECONDS = 3.0
 """The end of the budget kept for storing the adapter: evaluation stops before it."""

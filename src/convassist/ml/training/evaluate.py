@@ -14,6 +14,8 @@ tokens and their end-of-turn newline count (the prompt is context), every token 
 from __future__ import annotations
 
 import math
+import random
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,13 +76,25 @@ class LlamaScorer:
         self._lora.set(path)
 
     def score(self, examples: Sequence[Example]) -> Score:
+        return self.score_within(examples, None)[0]
+
+    def score_within(
+        self, examples: Sequence[Example], until: float | None, minimum: int = 0
+    ) -> tuple[Score, int]:
+        """Score `examples` in order, stopping at `until` (`time.monotonic()`) once `minimum`
+        are scored; also returns how many were."""
         total = 0.0
         tokens = 0
+        scored = 0
         for example in examples:
+            if until is not None and scored >= minimum and time.monotonic() >= until:
+                break
             nll, count = self._example_nll(example)
             total += nll
             tokens += count
-        return Score(nll=total / tokens if tokens else None, tokens=tokens, examples=len(examples))
+            scored += 1
+        score = Score(nll=total / tokens if tokens else None, tokens=tokens, examples=scored)
+        return score, scored
 
     def _example_nll(self, example: Example) -> tuple[float, int]:
         ids = example.input_ids[-self.context_size :]
@@ -130,6 +144,7 @@ class Report:
             "basePerplexity": _round(self.base.perplexity),
             "adapterPerplexity": _round(tuned.perplexity) if tuned else None,
             "heldOutTokens": self.base.tokens,
+            "heldOutScored": self.base.examples,
             **(
                 {
                     "activeNll": _round(self.active.nll),
@@ -151,15 +166,28 @@ def held_out(samples: Sequence[Sample], fraction: float) -> list[Sample]:
     return kept if fraction >= 1 else split_by_conversation(kept, fraction)[1]
 
 
+MIN_SCORED = 40
+"""Held-out replies scored under every model even past the deadline (all when fewer)."""
+SCORING_SHARE = 0.5
+"""With a deadline, perplexity scoring takes at most this share of the time left to it
+(the held-out suggestions get the rest)."""
+
+
 def evaluate(
     model_path: Path,
     samples: Sequence[Sample],
     settings: EvalSettings,
     adapter: Path | None,
     active: Path | None = None,
+    *,
+    deadline: float | None = None,
+    seed: int = 0,
 ) -> Report:
     """Split, tokenize, then score the held-out replies under the base model, `adapter` and
-    `active`."""
+    `active`. With a `deadline` (a training job's budget), the replies are taken in an order
+    shuffled with `seed`, and the base model scores them until its share of the time is used
+    (`SCORING_SHARE`, split between the models; at least `MIN_SCORED`): every model then
+    scores the same replies."""
     kept = held_out(samples, settings.holdout_fraction)
     if not kept:
         empty = Score(nll=None, tokens=0, examples=0)
@@ -181,7 +209,13 @@ def evaluate(
         config=settings.llama_config,
     )
     try:
-        base = scorer.score(examples)
+        until = None
+        if deadline is not None:
+            random.Random(seed).shuffle(examples)
+            models = 1 + (adapter is not None) + (active is not None)
+            until = time.monotonic() + SCORING_SHARE * (deadline - time.monotonic()) / models
+        base, scored = scorer.score_within(examples, until, MIN_SCORED)
+        examples = examples[:scored]
         tuned = before = None
         if adapter is not None:
             scorer.set_adapter(adapter)

@@ -63,7 +63,15 @@ def assess(
     llama = named_config(spec.llama_config, "the ML service's") if spec.llama_config else None
     active = compare_adapter(store, spec)
     settings = EvalSettings(spec.holdout_fraction, spec.max_length, spec.threads, llama)
-    report = evaluate(model_path, samples, settings, adapter[1], active[1] if active else None)
+    report = evaluate(
+        model_path,
+        samples,
+        settings,
+        adapter[1],
+        active[1] if active else None,
+        deadline=deadline,
+        seed=spec.seed,
+    )
 
     heldout = held_out(samples, spec.holdout_fraction)
     chosen = random.Random(spec.seed).sample(heldout, min(len(heldout), QUALITY_REPLIES))
