@@ -243,6 +243,7 @@ def test_journey_from_sign_in_to_a_trained_adapter(live: Live, watched: Watched)
     expect(page.locator("#adapters")).to_contain_text("No adapters yet.")
 
     # A small job, with the owner's history so there are conversations to hold out.
+    page.locator("#job-form summary", has_text="Advanced").click()
     page.get_by_label("Epochs").fill("1")
     page.get_by_label("Also learn from my past replies").check()
     page.get_by_role("button", name="Start training").click()
