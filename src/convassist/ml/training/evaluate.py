@@ -76,13 +76,13 @@ class LlamaScorer:
         self._lora.set(path)
 
     def score(self, examples: Sequence[Example]) -> Score:
-        return self.score_within(examples, None)[0]
+        return self.score_within(examples, None)
 
     def score_within(
         self, examples: Sequence[Example], until: float | None, minimum: int = 0
-    ) -> tuple[Score, int]:
+    ) -> Score:
         """Score `examples` in order, stopping at `until` (`time.monotonic()`) once `minimum`
-        are scored; also returns how many were."""
+        are scored (`Score.examples` says how many were)."""
         total = 0.0
         tokens = 0
         scored = 0
@@ -93,8 +93,7 @@ class LlamaScorer:
             total += nll
             tokens += count
             scored += 1
-        score = Score(nll=total / tokens if tokens else None, tokens=tokens, examples=scored)
-        return score, scored
+        return Score(nll=total / tokens if tokens else None, tokens=tokens, examples=scored)
 
     def _example_nll(self, example: Example) -> tuple[float, int]:
         ids = example.input_ids[-self.context_size :]
@@ -214,8 +213,8 @@ def evaluate(
             random.Random(seed).shuffle(examples)
             models = 1 + (adapter is not None) + (active is not None)
             until = time.monotonic() + SCORING_SHARE * (deadline - time.monotonic()) / models
-        base, scored = scorer.score_within(examples, until, MIN_SCORED)
-        examples = examples[:scored]
+        base = scorer.score_within(examples, until, MIN_SCORED)
+        examples = examples[: base.examples]
         tuned = before = None
         if adapter is not None:
             scorer.set_adapter(adapter)
