@@ -29,6 +29,7 @@ with sender ids that are stable across conversations, so one person can play the
 No message text is printed, only counts and scores (`--show N` prints N examples).
 
     .venv/bin/python bench/style_eval.py [--replies 1500] [--suggestions 150] [--json out.json]
+        [--keep DIR]
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -329,6 +331,9 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=3, help="suggestions per held-out reply")
     parser.add_argument("--show", type=int, default=0, help="print N examples (message text)")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--keep", type=Path, help="copy the data dir here at the end (snapshots, adapters)"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="convassist-style-") as tmp_name:
@@ -336,6 +341,8 @@ def main() -> int:
         model = {"ML_SERVICE_MODEL_ID": args.model} if args.model else {}
         with ml_and_server(tmp, **model) as (ml_url, server):
             result = asyncio.run(evaluate(args, server, ml_url, tmp / "data"))
+        if args.keep:
+            shutil.copytree(tmp / "data", args.keep, dirs_exist_ok=True)
     met = report(result)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

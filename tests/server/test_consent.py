@@ -201,7 +201,7 @@ async def _job_records(app: Any, settings: Any, owner_client: httpx.AsyncClient)
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-async def test_a_training_job_leaves_out_excluded_conversations_and_groups(
+async def test_a_training_job_and_the_export_leave_out_excluded_conversations_and_groups(
     app: Any, settings: Any, device_client: httpx.AsyncClient, owner_client: httpx.AsyncClient
 ) -> None:
     contact = await _contact(device_client, owner_client, FRIEND)
@@ -222,23 +222,34 @@ async def test_a_training_job_leaves_out_excluded_conversations_and_groups(
     def seen(records: list[Any]) -> set[tuple[str | None, str]]:
         return {(r["conversationId"], r["source"]) for r in records}
 
+    async def exported() -> set[str | None]:
+        """The conversations of the owner's JSONL export (manual samples only: history
+        samples are built by the job, not stored)."""
+        resp = await owner_client.get("/api/training/samples/export")
+        assert resp.status_code == 200, resp.text
+        return {json.loads(line)["conversationId"] for line in resp.text.splitlines()}
+
     everyone = {(c, s) for c in (friend, other) for s in ("manual", "history")}
     assert seen(await _job_records(app, settings, owner_client)) == everyone
+    assert await exported() == {friend, other}
     settings.train_on_groups = True
     with_groups = everyone | {(group, "manual"), (group, "history")}
     assert seen(await _job_records(app, settings, owner_client)) == with_groups
+    assert await exported() == {friend, other, group}
     settings.train_on_groups = False
     await owner_client.patch(f"/api/contacts/{contact['id']}", json={"training": False})
     assert seen(await _job_records(app, settings, owner_client)) == {
         (other, "manual"),
         (other, "history"),
     }
+    assert await exported() == {other}
     await owner_client.patch(f"/api/contacts/{contact['id']}", json={"training": True})
     await owner_client.patch(f"/api/conversations/{other}", json={"training": False})
     assert seen(await _job_records(app, settings, owner_client)) == {
         (friend, "manual"),
         (friend, "history"),
     }
+    assert await exported() == {friend}
 
 
 async def _counts(app: Any, conversation_id: uuid.UUID) -> dict[str, int]:

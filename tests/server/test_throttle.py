@@ -7,14 +7,17 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from convassist.core.settings import ServerSettings
+from convassist.server import throttle
 from convassist.server.auth.service import LOGIN_LIMIT, set_owner_password
 from convassist.server.devices.service import APPROVE_LIMIT, MAX_VERIFY_ATTEMPTS
-from convassist.server.models import Device
+from convassist.server.models import Device, RateLimitBucket, utcnow
 from tests.conftest import OWNER_PASSWORD
 from tests.support.cli import set_password
 from tests.support.services import clean_env
@@ -133,3 +136,31 @@ async def test_concurrent_wrong_approval_codes_check_at_most_the_limit(
     )
     statuses = Counter(a.status_code for a in answers)
     assert statuses == {400: APPROVE_LIMIT, 429: CONCURRENT - APPROVE_LIMIT}, statuses
+
+
+async def test_a_counted_failure_forgets_buckets_whose_window_is_long_past(
+    app: object, client: httpx.AsyncClient
+) -> None:
+    """Addresses that failed once, long ago, do not pile up: the next failure deletes them,
+    and keeps buckets still inside a window."""
+    await _set_password(app)
+    now = utcnow()
+    async with app.state.sessionmaker.begin() as session:  # type: ignore[attr-defined]
+        session.add_all(
+            [
+                RateLimitBucket(key="owner-login:198.51.100.1", window_started_at=now, count=3),
+                RateLimitBucket(
+                    key="owner-login:198.51.100.2",
+                    window_started_at=now - throttle.FORGET_AFTER - timedelta(minutes=1),
+                    count=9,
+                ),
+            ]
+        )
+    async with client_at(app, STRANGER) as stranger:
+        wrong = await stranger.post("/api/auth/login", json={"password": "guess-guess"})
+        assert wrong.status_code == 401
+    async with app.state.sessionmaker() as session:  # type: ignore[attr-defined]
+        kept = dict(
+            (await session.execute(select(RateLimitBucket.key, RateLimitBucket.count))).all()
+        )
+    assert kept == {"owner-login:198.51.100.1": 3, f"owner-login:{STRANGER}": 1}

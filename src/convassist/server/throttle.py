@@ -4,6 +4,8 @@ Checking and counting one attempt happen under a row lock on the key's bucket
 (`SELECT … FOR UPDATE` on PostgreSQL; SQLite's write transactions are serial anyway), so
 concurrent attempts on one key are checked one at a time and at most `limit` get through.
 Keys are `<kind>:<client address>` where one client must not lock out the others.
+Each counted failure also deletes the buckets whose window began more than `FORGET_AFTER`
+ago (longer than any window), so addresses that came once do not pile up.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from convassist.core.db import upsert_insert
 from convassist.core.errors import TooManyRequests
 from convassist.server.models import RateLimitBucket, utcnow
+
+FORGET_AFTER = timedelta(days=1)
+"""A bucket whose window began this long ago counts nothing any more (no window is longer)."""
 
 
 async def ensure_allowed(
@@ -54,8 +59,15 @@ async def ensure_allowed(
 
 
 async def record_failure(session: AsyncSession, key: str, *, window: timedelta) -> None:
-    """Count one failure, starting a new window when the old one has passed."""
+    """Count one failure, starting a new window when the old one has passed, and forget
+    the buckets nobody has counted in for `FORGET_AFTER`."""
     now = utcnow()
+    forgotten = (
+        select(RateLimitBucket.key)
+        .where(RateLimitBucket.window_started_at < now - FORGET_AFTER, RateLimitBucket.key != key)
+        .with_for_update(skip_locked=True)  # a bucket another attempt holds is left to it
+    )
+    await session.execute(delete(RateLimitBucket).where(RateLimitBucket.key.in_(forgotten)))
     table = RateLimitBucket.__table__
     expired = table.c.window_started_at < now - window
     statement = (

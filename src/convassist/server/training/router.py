@@ -59,10 +59,15 @@ async def list_samples(
 
 
 @router.get("/samples/export", response_class=StreamingResponse)
-async def export_samples(_: OwnerDep, request: Request, filters: FilterDep) -> StreamingResponse:
-    """The matching samples as JSONL (`prompt`, `completion`, `quality`, …), oldest first."""
+async def export_samples(
+    _: OwnerDep, request: Request, filters: FilterDep, settings: SettingsDep
+) -> StreamingResponse:
+    """The matching samples as JSONL (`prompt`, `completion`, `quality`, …), oldest first;
+    like a training job, it leaves out conversations the owner keeps out of training."""
     return StreamingResponse(
-        service.export_jsonl(request.app.state.sessionmaker, filters),
+        service.export_jsonl(
+            request.app.state.sessionmaker, filters, groups=settings.train_on_groups
+        ),
         media_type="application/x-ndjson",
         headers={"Content-Disposition": 'attachment; filename="training-samples.jsonl"'},
     )

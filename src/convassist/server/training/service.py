@@ -13,6 +13,7 @@ from sqlalchemy import Select, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from convassist.core.errors import NotFound, Unprocessable
+from convassist.server.conversations.consent import usable
 from convassist.server.models import Conversation, SampleSource, TrainingSample
 from convassist.server.pagination import decode_timed_cursor, encode_cursor
 from convassist.server.training.schemas import SampleCreate, SampleUpdate
@@ -114,14 +115,21 @@ def jsonl_record(sample: TrainingSample) -> dict[str, object]:
 
 
 async def export_jsonl(
-    maker: async_sessionmaker[AsyncSession], filters: SampleFilter, *, chunk: int = 500
+    maker: async_sessionmaker[AsyncSession],
+    filters: SampleFilter,
+    *,
+    groups: bool,
+    chunk: int = 500,
 ) -> AsyncIterator[str]:
-    """Stream the matching samples, oldest first, one JSON object per line.
+    """Stream the matching samples a job may learn from, oldest first, one JSON object per line:
+    none of a conversation the owner keeps out of training (or a group chat, unless `groups`).
 
     The stream outlives the request's session, so it reads in a session of its own.
     """
-    query = filters.apply(select(TrainingSample)).order_by(
-        TrainingSample.created_at, TrainingSample.id
+    query = (
+        filters.apply(select(TrainingSample))
+        .where(usable(TrainingSample.conversation_id, "training", groups=groups))
+        .order_by(TrainingSample.created_at, TrainingSample.id)
     )
     async with maker() as session:
         result = await session.stream_scalars(query.execution_options(yield_per=chunk))
