@@ -29,7 +29,7 @@ with sender ids that are stable across conversations, so one person can play the
 No message text is printed, only counts and scores (`--show N` prints N examples).
 
     .venv/bin/python bench/style_eval.py [--replies 1500] [--suggestions 150] [--json out.json]
-        [--keep DIR]
+        [--setting NAME=VALUE] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -332,14 +332,23 @@ def main() -> int:
     parser.add_argument("--show", type=int, default=0, help="print N examples (message text)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for the services, e.g. ML_SERVICE_TRAIN_LORA_LAYERS=30 (repeatable)",
+    )
+    parser.add_argument(
         "--keep", type=Path, help="copy the data dir here at the end (snapshots, adapters)"
     )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="convassist-style-") as tmp_name:
         tmp = Path(tmp_name)
-        model = {"ML_SERVICE_MODEL_ID": args.model} if args.model else {}
-        with ml_and_server(tmp, **model) as (ml_url, server):
+        settings = dict(item.split("=", 1) for item in args.setting)
+        if args.model:
+            settings["ML_SERVICE_MODEL_ID"] = args.model
+        with ml_and_server(tmp, **settings) as (ml_url, server):
             result = asyncio.run(evaluate(args, server, ml_url, tmp / "data"))
         if args.keep:
             shutil.copytree(tmp / "data", args.keep, dirs_exist_ok=True)

@@ -21,7 +21,7 @@ against raw 0.8-2.7 s, ready / raw 1.3-1.7 at p50 (15 runs: 1,317 vs 768 ms, 1.7
 twice: 3,478 vs 2,663 ms and 3,537 vs 2,702 ms, 1.31). The rest of the gap is the async path
 (job queue, the reads polling it while the model runs on the same two cores).
 
-    .venv/bin/python bench/suggest_latency.py [--runs 10] [--sqlite] [--poll 25]
+    .venv/bin/python bench/suggest_latency.py [--runs 10] [--sqlite | --preload] [--poll 25]
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ from typing import Any
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import (
     ML_AUTH,
     approved_device,
     bench_database,
@@ -48,7 +48,10 @@ from common import (
     owner_headers,
     percentile,
 )
+from bench.ui import load
+
 from convassist.core.prompt import REPLY_STOP
+from convassist.server import migrate
 from convassist.server.suggest.service import CANDIDATES
 
 FRIEND = "+15550100000"
@@ -143,20 +146,29 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--poll", type=float, default=25.0, help="ms between reads")
     parser.add_argument("--sqlite", action="store_true", help="SQLite instead of PostgreSQL")
+    parser.add_argument(
+        "--preload",
+        action="store_true",
+        help="PostgreSQL: first load bench/ui.py's 10,000 conversations and 100,000 messages",
+    )
     args = parser.parse_args()
+    if args.preload and args.sqlite:
+        parser.error("--preload loads PostgreSQL only")
 
     with tempfile.TemporaryDirectory(prefix="convassist-bench-") as tmp_name:
         tmp = Path(tmp_name)
         name = f"convassist_bench_sl_{uuid.uuid4().hex[:6]}"
-        with (
-            bench_database(tmp, name, sqlite=args.sqlite) as database,
-            ml_and_server(tmp, DATABASE_URL=database) as (ml, server),
-        ):
-            syncs, queued, ready, raw = asyncio.run(measure(server, ml, args))
+        with bench_database(tmp, name, sqlite=args.sqlite) as database:
+            preloaded = ""
+            if args.preload:
+                migrate.upgrade(database.replace("postgresql://", "postgresql+asyncpg://", 1))
+                conversations, messages = asyncio.run(load(database))
+                preloaded = f", holding {conversations:,} conversations, {messages:,} messages"
+            with ml_and_server(tmp, DATABASE_URL=database) as (ml, server):
+                syncs, queued, ready, raw = asyncio.run(measure(server, ml, args))
 
-    print(
-        f"{args.runs} runs after 2 warm-up, database: {'SQLite' if args.sqlite else 'PostgreSQL'}"
-    )
+    backend = "SQLite" if args.sqlite else "PostgreSQL"
+    print(f"{args.runs} runs after 2 warm-up, database: {backend}{preloaded}")
     for name, values in (
         ("sync request (POST /api/sync/messages)", syncs),
         ("sync response to suggestion row (queued)", queued),

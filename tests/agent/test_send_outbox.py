@@ -17,7 +17,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from convassist.agent.runner import sync_once
-from convassist.agent.send.base import OutboxItem
+from convassist.agent.send.base import OutboxItem, SendFailed
 from convassist.agent.send.dryrun import DryRunSender
 from convassist.agent.send.outbox import (
     ERROR_DELAY,
@@ -197,6 +197,55 @@ async def test_an_unreported_attempt_is_decided_by_chat_db_not_sent_again_blindl
     assert recorded.state == "sent" and recorded.message_guid == guid
     if messages_has_it:
         assert after["messageGuid"] == guid
+
+
+class SwitchingOff(DryRunSender):
+    """Sends, and while the first send is in hand the owner switches this device's sending
+    off (`switch_off`)."""
+
+    def __init__(self, path: Path, switch_off: Any) -> None:
+        super().__init__(path)
+        self.switch_off = switch_off
+
+    async def send(self, item: OutboxItem) -> None:
+        await self.switch_off()
+        await super().send(item)
+
+
+async def test_switching_sending_off_stops_the_agent_after_the_reply_in_hand(
+    setup: Setup, owner_client: httpx.AsyncClient
+) -> None:
+    """Entries are handed out one at a time: two queued, sending switched off while the first
+    is being sent, and the second is never sent by this device (it waits for another)."""
+    first = await queue(owner_client, setup, "first reply")
+    second = await queue(owner_client, setup, "second reply")
+
+    async def switch_off() -> None:
+        off = await owner_client.patch(f"/api/devices/{setup.device_id}", json={"maySend": False})
+        assert off.status_code == 200, off.text
+
+    outbox = setup.outbox(sender=SwitchingOff(setup.sent_log, switch_off))
+    assert await outbox.check() == 0.0  # the one in hand went out, and its report was taken
+    assert await outbox.check() == NOT_ALLOWED_DELAY
+    assert [line["id"] for line in setup.lines()] == [first]
+    assert (await entry(owner_client, first))["status"] == "failed"  # it had been abandoned
+    assert (await entry(owner_client, second))["status"] == "queued"
+
+
+class Uncertain(DryRunSender):
+    async def send(self, item: OutboxItem) -> None:
+        raise SendFailed("Messages did not answer", uncertain=True)
+
+
+async def test_a_send_that_may_have_happened_waits_for_chat_db_before_another_round(
+    setup: Setup, owner_client: httpx.AsyncClient
+) -> None:
+    """Not asked again at once (Messages may still be writing the row): a later round looks in
+    chat.db first."""
+    entry_id = await queue(owner_client, setup)
+    assert await setup.outbox(sender=Uncertain(setup.sent_log)).check() == ERROR_DELAY
+    assert journal(setup, entry_id).state == "attempted"
+    assert (await entry(owner_client, entry_id))["status"] == "sending"
 
 
 class DropResults(httpx.AsyncBaseTransport):

@@ -141,10 +141,14 @@ class Outbox:
                 if self._refused:
                     log.info("agent.outbox.allowed")
                     self._refused = False
-                for item in batch.items:
+                decided = [
                     await self._handle(client, state, item, started + item.expires_in_seconds)
+                    for item in batch.items
+                ]
+        if not all(decided):
+            return ERROR_DELAY  # chat.db must answer first: the server offers it again then
         if batch.items:
-            return 0.0
+            return 0.0  # the server hands out one entry at a time: ask for the next at once
         waited = time.monotonic() - started
         return max(0.0, min(batch.poll_after_seconds, MAX_POLL_AFTER) - waited)
 
@@ -166,18 +170,21 @@ class Outbox:
 
     async def _handle(
         self, client: AgentClient, state: StateDB, item: OutboxItem, deadline: float
-    ) -> None:
+    ) -> bool:
+        """Send (or settle) and report one entry; False when it could not be decided now."""
         entry = state.journal(item.id)
         if entry is not None and entry.state == "attempted":
             try:
                 entry = self._settle_attempt(state, entry, strict=True)
             except ChatDBError as exc:  # cannot tell whether it was sent: never send blindly
                 log.warning("agent.outbox.unverifiable", entry=item.id, error=type(exc).__name__)
-                return
+                return False
         if entry is None or entry.state == "attempted":
             entry = await self._send(state, item, deadline)
-        if entry is not None:
-            await self._report(client, state, entry)
+        if entry is None:
+            return False
+        await self._report(client, state, entry)
+        return True
 
     def _settle_attempt(
         self, state: StateDB, entry: JournalEntry, *, strict: bool = False

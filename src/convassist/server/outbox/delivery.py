@@ -39,6 +39,9 @@ log = get_logger(__name__)
 
 # An entry with less time left than this is not handed out (it expires unsent instead).
 CLAIM_MARGIN = timedelta(seconds=2)
+# Entries handed out per claim. One: a device whose sending is switched off or revoked
+# sends nothing after the message in its hands (the next claim is refused).
+CLAIM_LIMIT = 1
 # A sent message may show in chat.db this long before the entry was queued (clock skew).
 CONFIRM_SKEW = timedelta(minutes=1)
 DEVICE_FAILED = "The device could not send it."
@@ -85,7 +88,7 @@ async def has_pending(session: AsyncSession, device_id: uuid.UUID) -> bool:
 
 
 async def claim(session: AsyncSession, device_id: uuid.UUID) -> list[Claimed]:
-    """Claim every entry this device may send now, oldest first."""
+    """Claim the oldest entry this device may send now (`CLAIM_LIMIT`), or none."""
     await _ensure_may_send(session, device_id, lock=True)
     await expire_stale(session)
     now = utcnow()
@@ -98,6 +101,7 @@ async def claim(session: AsyncSession, device_id: uuid.UUID) -> list[Claimed]:
                 select(OutboxMessage.id)
                 .where(offered)
                 .order_by(OutboxMessage.created_at, OutboxMessage.id)
+                .limit(CLAIM_LIMIT)
                 .with_for_update(skip_locked=True)
             )
         ).scalars()

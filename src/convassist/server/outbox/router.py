@@ -90,7 +90,8 @@ async def claim(
         float, Query(ge=0, le=25, description="Seconds to wait for an entry when none is pending.")
     ] = 0,
 ) -> OutboxClaim:
-    """Claim the replies to send now. 403 `send_not_allowed` unless the owner allowed it.
+    """Claim the next reply to send (the oldest; one at a time, so that switching sending
+    off stops the device at once). 403 `send_not_allowed` unless the owner allowed it.
 
     Send each before `expiresInSeconds` (the server's count, so clocks do not matter) and
     report it. A claimed entry is offered again only to this device (`attempt` counts)."""

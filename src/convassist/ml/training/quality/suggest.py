@@ -5,8 +5,9 @@ switched on it (`LoraSwitch`), the server's suggestion settings (`core.suggestio
 candidates, temperature 0.7, up to 64 tokens, stopped at the end of the line, the first line
 kept) and the service's candidate loop (`generation.manager.draw_candidates`), with the same
 seed for every model on the same reply. Replies are done in rounds of `ROUND` (each model in
-turn, so every model has the same replies): after each round it stops once the `deadline`
-(a `time.monotonic()` value) has passed and `minimum` replies are done.
+turn, so every model has the same replies): once `minimum` replies are done, it starts no
+round that would end past the `deadline` (a `time.monotonic()` value) if it took as long
+as the last one.
 """
 
 from __future__ import annotations
@@ -96,8 +97,13 @@ def suggest(
         threads=THREADS,
         native=NativeStatus(config or choose_load_config(), "not run"),
     )
+    last_round = 0.0
     try:
         for start in range(0, len(kept), ROUND):
+            late = deadline is not None and time.monotonic() + last_round > deadline
+            if late and len(done) >= minimum:
+                break  # another round like the last would end past the deadline
+            round_started = time.monotonic()
             batch = kept[start : start + ROUND]
             for model in models:
                 adapter_id, path = model.adapter or (None, None)
@@ -106,8 +112,7 @@ def suggest(
                     drawn = draw_candidates(backend, sample.prompt, SUGGESTION, seed=index)
                     out[model.name].append([extract_reply(c.text) for c in drawn.candidates])
             done += batch
-            if deadline is not None and time.monotonic() >= deadline and len(done) >= minimum:
-                break
+            last_round = time.monotonic() - round_started
     finally:
         backend.close()
     return Suggested(done, out, time.perf_counter() - started)
