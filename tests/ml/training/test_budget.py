@@ -6,7 +6,6 @@ import pytest
 
 from convassist.ml.training.budget import (
     MAX_EPOCHS,
-    MIN_SAMPLES,
     Situation,
     choose,
     contexts,
@@ -82,8 +81,7 @@ def test_the_machine_of_the_defaults_does_one_full_pass() -> None:
 def test_slower_hardware_cuts_the_context_then_the_layers_then_the_history() -> None:
     shorter = choose(situation(420))
     assert (shorter.max_length, shorter.layers, shorter.samples) == (96, 15, REPLIES)
-    assert "1 pass over 1,500 replies and one more over the newest " in shorter.reason
-    assert "at 96 tokens (not 128) fit in" in shorter.reason
+    assert "1 pass over 1,500 replies at 96 tokens (not 128) fit in" in shorter.reason
     fewer_layers = choose(situation(240))
     assert fewer_layers.max_length == 64 and 8 <= fewer_layers.layers < 15
     assert fewer_layers.samples == REPLIES
@@ -96,26 +94,6 @@ def test_slower_hardware_cuts_the_context_then_the_layers_then_the_history() -> 
     # Each plan fits the time left, and the slower the machine, the less it does.
     for plan in (shorter, fewer_layers, less_history):
         assert plan.estimated_seconds <= 600 - 40 - reserve_seconds(600)
-
-
-def test_time_left_over_goes_to_a_partial_pass_over_the_newest_samples() -> None:
-    available = 600 - 40 - reserve_seconds(600)
-    whole = situation(420, epochs=1)  # the owner's one pass is a ceiling: nothing more
-    assert choose(whole).extra_samples == 0
-    plan = choose(situation(420))
-    assert (plan.epochs, plan.samples) == (1, REPLIES)
-    assert MIN_SAMPLES <= plan.extra_samples < REPLIES
-    assert plan.metrics()["extraSamples"] == plan.extra_samples
-    # As many as fit: the plan's estimate stays within the time, one more sample would not.
-    assert plan.estimated_seconds <= available
-    one_more = situation(420).seconds(96, 15, REPLIES, 1)
-    one_more += situation(420).seconds(96, 15, plan.extra_samples + 1, 1)
-    assert one_more > available
-    # Faster hardware: more of the second pass.
-    assert choose(situation(460)).extra_samples > plan.extra_samples or (
-        choose(situation(460)).max_length > plan.max_length
-    )
-    assert choose(situation(3000)).extra_samples == 0  # MAX_EPOCHS whole passes
 
 
 def test_a_job_that_cannot_fit_says_how_long_it_would_need() -> None:

@@ -46,16 +46,16 @@ def test_the_first_steps_calibrate_and_the_plan_decides_the_rest(
     def plan(calibration: Calibration) -> Continuation:
         calibrations.append(calibration)
         before["low"], before["top"] = _lora(model, 26), _lora(model, 29)
-        return Continuation(shorter, epochs=1, layers=2, extra=2)
+        return Continuation(shorter, epochs=1, layers=2)
 
     result = train(model, examples, config, pad_id=2, calibrate=plan, on_progress=seen.append)
     [calibration] = calibrations
     # Measured on the steps after the warm-up; those steps count as part of the first pass,
-    # which then trains the 3 examples they did not see; then the partial pass over 2.
+    # which then trains the 3 examples they did not see.
     calibrated = CALIBRATION_WARMUP_STEPS + CALIBRATION_STEPS
     assert calibration.steps == CALIBRATION_STEPS
     assert calibration.tokens > 0 and calibration.tokens_per_second > 0
-    assert result.steps == calibrated + (9 - calibrated) + 2 == 11
+    assert result.steps == calibrated + (9 - calibrated) == 9
     # The learning rate decays to zero at the plan's end: the last report shows that total.
     assert seen[-1].total_steps == result.steps == seen[-1].step
     # Below the plan's top 2 layers the LoRA stays as the calibration left it.

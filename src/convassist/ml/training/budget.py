@@ -6,9 +6,7 @@ context length, with the LoRA on how many of the top layers and on how much of t
 Preference: every sample at the full settings, more passes while time remains (up to
 `MAX_EPOCHS`, or the passes the owner asked for); when one pass does not fit, shorter
 contexts first, then fewer layers, then only the newest share of each conversation's
-samples. Time a plan of whole passes leaves over goes to a last, partial pass over the
-newest samples (at least `MIN_SAMPLES` of them), so faster hardware learns more even between
-whole passes. Below `MIN_LAYER_SHARE` of the layers at the shortest context and
+samples. Below `MIN_LAYER_SHARE` of the layers at the shortest context and
 `MIN_HISTORY_SHARE` of the samples, the job cannot be done in its budget: `choose` raises
 ValueError saying how long it would need.
 
@@ -125,8 +123,6 @@ class Plan:
     estimated_seconds: float
     """Training time the plan expects, from its choice on."""
     reason: str
-    extra_samples: int = 0
-    """A last, partial pass over the first this many samples, with the time left over."""
 
     @property
     def history_share(self) -> float:
@@ -141,33 +137,15 @@ class Plan:
             "maxLength": self.max_length,
             "historyShare": round(self.history_share, 3),
             "trainSamples": self.samples,
-            "extraSamples": self.extra_samples,
             "estimatedSeconds": round(self.estimated_seconds, 1),
             "reason": self.reason,
         }
 
 
-def _newest_fitting(s: Situation, max_length: int, layers: int, seconds: float) -> int:
-    """How many of the newest samples one pass over fits in `seconds` (time grows with them)."""
-    total = len(s.lengths[max_length])
-    return (
-        bisect.bisect_right(
-            range(total + 1), seconds, key=lambda n: s.seconds(max_length, layers, n, 1)
-        )
-        - 1
-    )
-
-
-def _plan(
-    s: Situation, max_length: int, layers: int, samples: int, epochs: int, *, fill: bool = False
-) -> Plan:
-    """The plan of these settings; `fill`: with a partial pass in the time left over."""
+def _plan(s: Situation, max_length: int, layers: int, samples: int, epochs: int) -> Plan:
     total = len(s.lengths[max_length])
     seconds = s.seconds(max_length, layers, samples, epochs)
-    extra = _newest_fitting(s, max_length, layers, s.available - seconds) if fill else 0
-    extra = extra if MIN_SAMPLES <= extra < total else 0
-    seconds += s.seconds(max_length, layers, extra, 1)
-    reason = _reason(s, epochs, layers, max_length, samples, total, seconds, extra)
+    reason = _reason(s, epochs, layers, max_length, samples, total, seconds)
     return Plan(
         s.budget_seconds,
         s.tokens_per_second,
@@ -178,7 +156,6 @@ def _plan(
         total,
         seconds,
         reason,
-        extra,
     )
 
 
@@ -201,11 +178,15 @@ def choose(s: Situation) -> Plan:
     ]
     for max_length, layers, samples, epochs in candidates:
         if s.seconds(max_length, layers, samples, epochs) <= s.available:
-            more = s.epochs is None or epochs < s.epochs  # the owner's passes are a ceiling
-            return _plan(s, max_length, layers, samples, epochs, fill=more)
-    fits = _newest_fitting(s, shortest, fewest_layers, s.available)
-    if fits >= fewest_samples:
-        return _plan(s, shortest, fewest_layers, fits, 1)
+            return _plan(s, max_length, layers, samples, epochs)
+    # The newest samples that fit (time grows with their number).
+    fits = bisect.bisect_right(
+        range(total + 1),
+        s.available,
+        key=lambda n: s.seconds(shortest, fewest_layers, n, 1),
+    )
+    if fits - 1 >= fewest_samples:
+        return _plan(s, shortest, fewest_layers, fits - 1, 1)
     needed = budget_for(s.spent_seconds + s.seconds(shortest, fewest_layers, fewest_samples, 1))
     raise ValueError(
         f"This job cannot finish in {_minutes(s.budget_seconds)} minutes on this machine: "
@@ -228,12 +209,9 @@ def _reason(
     samples: int,
     total: int,
     seconds: float,
-    extra: int,
 ) -> str:
     used = f"{samples:,} replies" if samples == total else f"the newest {samples:,} of {total:,}"
     passes = "1 pass" if epochs == 1 else f"{epochs} passes"
-    if extra:
-        used += f" and one more over the newest {extra:,}"
     longest = max(s.lengths)
     context = f"{max_length} tokens" + (f" (not {longest})" if max_length != longest else "")
     lora = f", the LoRA on the top {layers} layers (not {s.layers})" if layers != s.layers else ""

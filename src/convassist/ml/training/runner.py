@@ -173,7 +173,7 @@ def run(files: JobFiles, spec: JobSpec, reporter: Reporter, policy: str, started
             estimated_seconds=round(plan.estimated_seconds, 1),
         )
         chosen = examples[plan.max_length][: plan.samples]
-        return trainer.Continuation(chosen, plan.epochs, plan.layers, plan.extra_samples)
+        return trainer.Continuation(chosen, plan.epochs, plan.layers)
 
     last_report = [time.monotonic()]
 

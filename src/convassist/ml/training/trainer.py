@@ -261,19 +261,16 @@ class Continuation:
     examples: Sequence[Example]
     epochs: int
     layers: int
-    extra: int = 0
-    """Then a last, partial pass over the first `extra` examples (the newest)."""
 
 
 def steps_for(examples: Sequence[Example], batch_size: int, epochs: int) -> int:
     return math.ceil(len(examples) / batch_size) * epochs
 
 
-def _passes(then: Continuation, done: set[int]) -> list[Sequence[Example]]:
+def _passes(examples: Sequence[Example], epochs: int, done: set[int]) -> list[Sequence[Example]]:
     """The examples of each pass: the first without those of `done` (their indices)."""
-    rest = [example for i, example in enumerate(then.examples) if i not in done]
-    extra = [then.examples[: then.extra]] if then.extra else []
-    return [rest, *([then.examples] * (then.epochs - 1)), *extra]
+    rest = [example for i, example in enumerate(examples) if i not in done]
+    return [rest, *([examples] * (epochs - 1))]
 
 
 def train_top_layers(peft_model: Any, layers: int) -> None:
@@ -378,7 +375,7 @@ def train(
         run(first, CALIBRATION_WARMUP_STEPS + CALIBRATION_STEPS, CALIBRATION_WARMUP_STEPS + 1)
         then = calibrate(result.calibration())
         train_top_layers(peft_model, then.layers)
-        passes = _passes(then, done)
+        passes = _passes(then.examples, then.epochs, done)
         lr.total_steps = result.steps + sum(steps_for(p, config.batch_size, 1) for p in passes)
         run(passes)
     peft_model.eval()
