@@ -23,14 +23,13 @@ from convassist.core.errors import AppError, Conflict, NotFound, Unprocessable
 from convassist.core.logging import get_logger
 from convassist.core.model_version import MalformedModelVersion, ModelVersion
 from convassist.ml.training.schemas import TrainingJobState, TrainingRequest, TrainingSampleIn
-from convassist.server.conversations.consent import usable
 from convassist.server.live import Mirror
 from convassist.server.ml_client import MLClient, MLServiceError
-from convassist.server.models import TrainingJob, TrainingSample, TrainingStatus, utcnow
+from convassist.server.models import TrainingJob, TrainingStatus, utcnow
 from convassist.server.pagination import decode_timed_cursor, encode_cursor
 from convassist.server.training.history import HISTORY_QUALITY, history_samples
 from convassist.server.training.schemas import JobCreate
-from convassist.server.training.service import jsonl_record
+from convassist.server.training.service import SampleFilter, jsonl_record, learnable
 from convassist.server.unit_of_work import commit_then_call
 
 log = get_logger(__name__)
@@ -59,12 +58,7 @@ async def _collect(session: AsyncSession, body: JobCreate, *, groups: bool) -> l
     """The owner's samples at or above min quality, plus (optionally) history, deduplicated;
     none of a conversation the owner keeps out of training (or a group chat, unless `groups`)."""
     samples = await session.execute(
-        select(TrainingSample)
-        .where(
-            TrainingSample.quality >= body.min_quality,
-            usable(TrainingSample.conversation_id, "training", groups=groups),
-        )
-        .order_by(TrainingSample.created_at, TrainingSample.id)
+        learnable(SampleFilter(min_quality=body.min_quality), groups=groups)
     )
     records = [jsonl_record(sample) for sample in samples.scalars()]
     if body.include_history and body.min_quality <= HISTORY_QUALITY:

@@ -114,6 +114,17 @@ def jsonl_record(sample: TrainingSample) -> dict[str, object]:
     }
 
 
+def learnable(filters: SampleFilter, *, groups: bool) -> Select[TrainingSample]:
+    """The matching samples a training job may learn from, oldest first: none of a
+    conversation the owner keeps out of training (or a group chat, unless `groups`). The one
+    query behind a job's snapshot and the JSONL export."""
+    return (
+        filters.apply(select(TrainingSample))
+        .where(usable(TrainingSample.conversation_id, "training", groups=groups))
+        .order_by(TrainingSample.created_at, TrainingSample.id)
+    )
+
+
 async def export_jsonl(
     maker: async_sessionmaker[AsyncSession],
     filters: SampleFilter,
@@ -121,16 +132,11 @@ async def export_jsonl(
     groups: bool,
     chunk: int = 500,
 ) -> AsyncIterator[str]:
-    """Stream the matching samples a job may learn from, oldest first, one JSON object per line:
-    none of a conversation the owner keeps out of training (or a group chat, unless `groups`).
+    """Stream the `learnable` samples, one JSON object per line.
 
     The stream outlives the request's session, so it reads in a session of its own.
     """
-    query = (
-        filters.apply(select(TrainingSample))
-        .where(usable(TrainingSample.conversation_id, "training", groups=groups))
-        .order_by(TrainingSample.created_at, TrainingSample.id)
-    )
+    query = learnable(filters, groups=groups)
     async with maker() as session:
         result = await session.stream_scalars(query.execution_options(yield_per=chunk))
         async for sample in result:
