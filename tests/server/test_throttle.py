@@ -138,11 +138,11 @@ async def test_concurrent_wrong_approval_codes_check_at_most_the_limit(
     assert statuses == {400: APPROVE_LIMIT, 429: CONCURRENT - APPROVE_LIMIT}, statuses
 
 
-async def test_a_counted_failure_forgets_buckets_whose_window_is_long_past(
+async def test_a_new_client_forgets_buckets_whose_window_is_long_past(
     app: object, client: httpx.AsyncClient
 ) -> None:
-    """Addresses that failed once, long ago, do not pile up: the next failure deletes them,
-    and keeps buckets still inside a window."""
+    """Addresses that failed once, long ago, do not pile up: the first attempt of a new one
+    deletes them, and keeps buckets still inside a window."""
     await _set_password(app)
     now = utcnow()
     async with app.state.sessionmaker.begin() as session:  # type: ignore[attr-defined]

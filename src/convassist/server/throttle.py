@@ -4,7 +4,7 @@ Checking and counting one attempt happen under a row lock on the key's bucket
 (`SELECT … FOR UPDATE` on PostgreSQL; SQLite's write transactions are serial anyway), so
 concurrent attempts on one key are checked one at a time and at most `limit` get through.
 Keys are `<kind>:<client address>` where one client must not lock out the others.
-Each counted failure also deletes the buckets whose window began more than `FORGET_AFTER`
+A key's first bucket also deletes the buckets whose window began more than `FORGET_AFTER`
 ago (longer than any window), so addresses that came once do not pile up.
 """
 
@@ -32,11 +32,13 @@ async def ensure_allowed(
     Otherwise the bucket stays locked until the transaction ends: record the attempt's
     failure (`record_failure`) in the same transaction."""
     table = RateLimitBucket.__table__
-    await session.execute(
+    created = await session.execute(
         upsert_insert(session, table)
         .values(key=key, window_started_at=utcnow(), count=0)
         .on_conflict_do_nothing(index_elements=[table.c.key])
     )
+    if created.rowcount:  # type: ignore[attr-defined]  # a new client: forget those long gone
+        await _forget_stale(session, key)
     bucket = (
         await session.execute(
             select(RateLimitBucket)
@@ -58,16 +60,22 @@ async def ensure_allowed(
     )
 
 
-async def record_failure(session: AsyncSession, key: str, *, window: timedelta) -> None:
-    """Count one failure, starting a new window when the old one has passed, and forget
-    the buckets nobody has counted in for `FORGET_AFTER`."""
-    now = utcnow()
+async def _forget_stale(session: AsyncSession, key: str) -> None:
+    """Delete the other buckets whose window began more than `FORGET_AFTER` ago."""
     forgotten = (
         select(RateLimitBucket.key)
-        .where(RateLimitBucket.window_started_at < now - FORGET_AFTER, RateLimitBucket.key != key)
+        .where(
+            RateLimitBucket.window_started_at < utcnow() - FORGET_AFTER,
+            RateLimitBucket.key != key,
+        )
         .with_for_update(skip_locked=True)  # a bucket another attempt holds is left to it
     )
     await session.execute(delete(RateLimitBucket).where(RateLimitBucket.key.in_(forgotten)))
+
+
+async def record_failure(session: AsyncSession, key: str, *, window: timedelta) -> None:
+    """Count one failure, starting a new window when the old one has passed."""
+    now = utcnow()
     table = RateLimitBucket.__table__
     expired = table.c.window_started_at < now - window
     statement = (
