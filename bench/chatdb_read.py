@@ -50,6 +50,7 @@ from convassist.agent.registration import save_grant  # noqa: E402
 from convassist.agent.runner import sync_once  # noqa: E402
 from convassist.agent.settings import AgentSettings  # noqa: E402
 from convassist.core.logging import configure_logging  # noqa: E402
+from convassist.core.settings import normalize_database_url  # noqa: E402
 from convassist.server import migrate  # noqa: E402
 
 SERVER = """
@@ -124,7 +125,7 @@ def time_first_sync(args: argparse.Namespace, chat_db: Path, tmp: Path) -> tuple
     """Wall time of the agent's first full sync into a fresh server on PostgreSQL."""
     pg = args.postgres.rstrip("/")
     name = f"convassist_bench_agent_{uuid.uuid4().hex[:8]}"
-    database = f"{pg}/{name}".replace("postgresql://", "postgresql+asyncpg://", 1)
+    database = normalize_database_url(f"{pg}/{name}")
     asyncio.run(pg_admin(pg, f'CREATE DATABASE "{name}"'))
     migrate.upgrade(database)
     port = free_port()

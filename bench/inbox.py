@@ -46,6 +46,7 @@ from bench.common import (
 )
 from bench.ui import load
 
+from convassist.core.settings import normalize_database_url
 from convassist.server import migrate
 
 PAGE = 20
@@ -235,7 +236,7 @@ def main() -> None:
 
     name = f"convassist_bench_inbox_{uuid.uuid4().hex[:8]}"
     url = asyncio.run(create_database(name))
-    database_url = url.replace("postgresql://", "postgresql+asyncpg://", 1)
+    database_url = normalize_database_url(url)
     try:
         migrate.upgrade(database_url)
         started = time.perf_counter()

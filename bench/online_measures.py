@@ -36,6 +36,7 @@ sys.path.insert(0, str(REPO))
 from bench.common import POSTGRES  # noqa: E402
 
 from convassist.core.db import create_sessionmaker  # noqa: E402
+from convassist.core.settings import normalize_database_url  # noqa: E402
 from convassist.server import migrate  # noqa: E402
 from convassist.server.measures.service import online_measures  # noqa: E402
 from convassist.server.models import (  # noqa: E402
@@ -153,9 +154,7 @@ async def analyze(url: str) -> None:
 
 
 async def admin(statement: str) -> None:
-    engine = create_async_engine(
-        POSTGRES.replace("postgresql://", "postgresql+asyncpg://"), isolation_level="AUTOCOMMIT"
-    )
+    engine = create_async_engine(normalize_database_url(POSTGRES), isolation_level="AUTOCOMMIT")
     async with engine.connect() as conn:
         await conn.execute(sa.text(statement))
     await engine.dispose()
@@ -175,7 +174,7 @@ def main() -> None:
             url = f"sqlite+aiosqlite:///{tmp}/bench.sqlite3"
         else:
             asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-            url = POSTGRES.replace("postgresql://", "postgresql+asyncpg://").rsplit("/", 1)[0]
+            url = normalize_database_url(POSTGRES).rsplit("/", 1)[0]
             url = f"{url}/{name}"
         try:
             migrate.upgrade(url)

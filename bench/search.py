@@ -49,6 +49,7 @@ sys.path.insert(0, str(REPO))
 from bench.common import POSTGRES, create_database, load_chitchat  # noqa: E402
 
 from convassist.core.db import create_engine, create_sessionmaker  # noqa: E402
+from convassist.core.settings import normalize_database_url  # noqa: E402
 from convassist.server import migrate  # noqa: E402
 from convassist.server.conversations import search, service  # noqa: E402
 from convassist.server.models import (  # noqa: E402
@@ -233,7 +234,7 @@ async def run_backend(
             print(f"sqlite: loaded in {time.perf_counter() - started:.1f} s", flush=True)
             return await measure(url, queries, args.repeat)
     name = f"convassist_bench_search_{uuid.uuid4().hex[:8]}"
-    url = (await create_database(name)).replace("postgresql://", "postgresql+asyncpg://", 1)
+    url = normalize_database_url(await create_database(name))
     try:
         await asyncio.to_thread(migrate.upgrade, url)
         started = time.perf_counter()

@@ -51,6 +51,7 @@ from bench.common import (
 from bench.ui import load
 
 from convassist.core.prompt import REPLY_STOP
+from convassist.core.settings import normalize_database_url
 from convassist.server import migrate
 from convassist.server.suggest.service import CANDIDATES
 
@@ -161,7 +162,7 @@ def main() -> int:
         with bench_database(tmp, name, sqlite=args.sqlite) as database:
             preloaded = ""
             if args.preload:
-                migrate.upgrade(database.replace("postgresql://", "postgresql+asyncpg://", 1))
+                migrate.upgrade(normalize_database_url(database))
                 conversations, messages = asyncio.run(load(database))
                 preloaded = f", holding {conversations:,} conversations, {messages:,} messages"
             with ml_and_server(tmp, DATABASE_URL=database) as (ml, server):

@@ -43,6 +43,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.common import approved_device, free_port, owner_headers, set_owner  # noqa: E402
 
+from convassist.core.settings import normalize_database_url  # noqa: E402
 from convassist.server import migrate  # noqa: E402
 
 GOAL = 0.5
@@ -278,7 +279,7 @@ async def main_async(args: argparse.Namespace) -> int:
     pg = args.postgres.rstrip("/")
     name = f"convassist_bench_{uuid.uuid4().hex[:8]}"
     database = f"{pg}/{name}"
-    sqlalchemy_url = database.replace("postgresql://", "postgresql+asyncpg://", 1)
+    sqlalchemy_url = normalize_database_url(database)
     await admin(pg, f'CREATE DATABASE "{name}"')
     server: subprocess.Popen[bytes] | None = None
     data_dir = tempfile.TemporaryDirectory(prefix="convassist-bench-")

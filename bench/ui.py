@@ -45,6 +45,7 @@ from bench.common import (
     timed,
 )
 
+from convassist.core.settings import normalize_database_url
 from convassist.server import migrate
 
 CONVERSATIONS = 10_000
@@ -207,7 +208,7 @@ def main() -> None:
 
     name = f"convassist_bench_ui_{uuid.uuid4().hex[:8]}"
     url = asyncio.run(create_database(name))
-    database_url = url.replace("postgresql://", "postgresql+asyncpg://", 1)
+    database_url = normalize_database_url(url)
     try:
         migrate.upgrade(database_url)
         started = time.perf_counter()
