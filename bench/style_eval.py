@@ -317,6 +317,14 @@ def print_quality(metrics: dict[str, Any]) -> None:
         )
 
 
+def setting(text: str) -> tuple[str, str]:
+    """`--setting NAME=VALUE`, as (NAME, VALUE)."""
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sender", help="Chit-Chat sender id (default: most conversations)")
@@ -335,6 +343,7 @@ def main() -> int:
         "--setting",
         action="append",
         default=[],
+        type=setting,
         metavar="NAME=VALUE",
         help="a setting for the services, e.g. ML_SERVICE_TRAIN_LORA_LAYERS=30 (repeatable)",
     )
@@ -345,7 +354,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="convassist-style-") as tmp_name:
         tmp = Path(tmp_name)
-        settings = dict(item.split("=", 1) for item in args.setting)
+        settings = dict(args.setting)
         if args.model:
             settings["ML_SERVICE_MODEL_ID"] = args.model
         with ml_and_server(tmp, **settings) as (ml_url, server):
