@@ -165,6 +165,8 @@ async def evaluate(
     corpus = load_corpus()
     me = args.sender or most_conversations(corpus)
     chosen = pick_conversations(corpus, me, args.replies)
+    if not chosen:
+        raise SystemExit(f"No two-person conversations of sender {me!r} in the corpus.")
     payloads = [sync_payload(cid, conversation, me) for cid, conversation in chosen]
     result: dict[str, Any] = {"sender": me, "conversations": len(chosen)}
     async with (
@@ -303,7 +305,10 @@ def print_quality(metrics: dict[str, Any]) -> None:
     """The job's own quality measures (`quality`) and gate decision (`gate`), when present."""
     quality, gate = metrics.get("quality"), metrics.get("gate")
     if quality:
-        print(f"job quality on {quality.get('replies')} held-out replies:")
+        print(
+            f"job quality on {quality.get('replies')} held-out replies "
+            f"({quality.get('ownReplies', 0)} of the owner's stock replies offered):"
+        )
         for name in ("owner", "base", "adapter", "active"):
             if name in quality:
                 shown = "  ".join(f"{k} {v}" for k, v in quality[name].items())

@@ -311,3 +311,32 @@ async def test_ml_service_too_slow_is_a_504(
     failed = (await owner_client.get("/api/responses?status=failed")).json()["items"]
     assert len(failed) == 1
     assert "did not answer within" in failed[0]["error"]
+
+
+async def test_the_owners_stock_reply_is_among_the_suggestions(
+    ml_app: object, owner_client: httpx.AsyncClient, device_client: httpx.AsyncClient
+) -> None:
+    await _sync_conversation(device_client)
+    for n, chat in enumerate(("+15550001111", "+15550002222", "+15550003333")):
+        msgs = [
+            {
+                "imessageGuid": f"stock-{n}",
+                "senderId": None,
+                "direction": "outgoing",
+                "text": "Sounds perfect, count me in!",
+                "sentAt": (START - timedelta(days=n + 1)).isoformat(),
+            }
+        ]
+        resp = await device_client.post(
+            "/api/sync/messages",
+            json={"conversationId": f"iMessage;-;{chat}", "participants": [chat], "messages": msgs},
+        )
+        assert resp.status_code == 200, resp.text
+    ids = await _message_ids(ml_app)
+    resp = await _generate(owner_client, ids["guid-2"], candidates=3, seed=7)
+    assert resp.status_code == 200, resp.text
+    texts = [c["text"] for c in resp.json()["candidates"]]
+    assert "Sounds perfect, count me in!" in texts
+    # One candidate asked for: what the model samples, nothing offered.
+    one = await _generate(owner_client, ids["guid-2"], candidates=1, seed=7)
+    assert [c["text"] for c in one.json()["candidates"]] != ["Sounds perfect, count me in!"]

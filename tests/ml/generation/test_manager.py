@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from convassist.core.replies import normalize
 from convassist.ml.backends.base import Completion, Sampling
 from convassist.ml.backends.llama import LlamaBackend
 from convassist.ml.errors import ModelLoadError, ModelNotFoundError, PromptTooLong
-from convassist.ml.generation.manager import GenerationParams, LLMManager, near_duplicate, normalize
+from convassist.ml.generation.manager import GenerationParams, LLMManager, near_duplicate
 from convassist.ml.models.manifest import DEFAULT_STOP
 from tests.ml.conftest import PROMPT, ml_settings
 

@@ -9,6 +9,7 @@ model gave the tokens it produced, `exp(mean(log p(token)))`, clamped to [0, 1].
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -45,6 +46,13 @@ class Completion:
         return min(1.0, max(0.0, math.exp(mean)))
 
 
+def best_first(completions: Iterable[Completion]) -> list[Completion]:
+    """Most confident first (those without a confidence last)."""
+    return sorted(
+        completions, key=lambda c: c.confidence if c.confidence is not None else -1.0, reverse=True
+    )
+
+
 class Backend(Protocol):
     """What the manager needs from an inference engine."""
 
@@ -78,6 +86,15 @@ class AdapterBackend(Protocol):
     """Its llama.cpp configuration and what the start-up probe found."""
 
     def set_adapter(self, adapter_id: str | None, path: Path | None) -> None: ...
+
+
+@runtime_checkable
+class ScoringBackend(Protocol):
+    """A backend that can tell how likely given continuations of a prompt are (llama)."""
+
+    def loglikelihoods(
+        self, prompt: str, continuations: Sequence[str]
+    ) -> list[tuple[float, ...]]: ...
 
 
 def check_fits(prompt_tokens: int, max_tokens: int, context_size: int) -> None:

@@ -18,6 +18,7 @@ import contextlib
 import ctypes
 import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -192,6 +193,27 @@ class LlamaBackend:
             completion_tokens=len(logprobs),
             finish_reason=finish_reason,
         )
+
+    def loglikelihoods(self, prompt: str, continuations: Sequence[str]) -> list[tuple[float, ...]]:
+        """For each continuation, the log-probabilities of its tokens after the prompt (the
+        prompt's cached tokens are kept: only what follows them is evaluated)."""
+        with self._lock:
+            llm = self._llm
+            prompt_tokens = self._tokenize(prompt)
+            scored: list[tuple[float, ...]] = []
+            for text in continuations:
+                tokens = list(llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+                check_fits(len(prompt_tokens), len(tokens), self._context_size)
+                cached = llm.longest_token_prefix(llm.input_ids[: llm.n_tokens], prompt_tokens)
+                llm.n_tokens = min(cached, len(prompt_tokens) - 1)
+                llm.eval(prompt_tokens[llm.n_tokens :])  # the logits after the whole prompt
+                logprobs = []
+                for index, token in enumerate(tokens):
+                    logprobs.append(self._chosen_logprob(token))
+                    if index + 1 < len(tokens):
+                        llm.eval([token])
+                scored.append(tuple(logprobs))
+            return scored
 
     def _chosen_logprob(self, token: int) -> float:
         """log p(token) from the logits of the step that sampled it (log-softmax)."""

@@ -45,6 +45,7 @@ def cache_key(model_version: str, prompt: str, params: GenerationParams) -> str:
             "stop": list(params.stop),
             "seed": params.seed,
             "n": params.n,
+            "own_replies": list(params.own_replies),
         },
         sort_keys=True,
         separators=(",", ":"),

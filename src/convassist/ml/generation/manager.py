@@ -9,7 +9,6 @@ and returns the candidates best-first.
 from __future__ import annotations
 
 import asyncio
-import re
 import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +17,16 @@ from difflib import SequenceMatcher
 from pathlib import Path
 
 from convassist.core.limits import SEED_SPACE
-from convassist.ml.backends.base import AdapterBackend, Backend, Completion, Sampling, check_fits
+from convassist.core.replies import normalize
+from convassist.ml.backends.base import (
+    AdapterBackend,
+    Backend,
+    Completion,
+    Sampling,
+    best_first,
+    check_fits,
+)
+from convassist.ml.generation.own import with_own_reply
 
 SIMILARITY_THRESHOLD = 0.9
 """Two candidates whose normalised texts are at least this similar count as one."""
@@ -36,6 +44,8 @@ class GenerationParams:
     stop: tuple[str, ...]
     seed: int | None
     n: int = 1
+    own_replies: tuple[str, ...] = ()
+    """The owner's stock replies; the likeliest may take the last candidate's place (`own`)."""
 
     @property
     def deterministic(self) -> bool:
@@ -68,11 +78,6 @@ class Generation:
         return self.completion_tokens / self.generation_seconds
 
 
-def normalize(text: str) -> str:
-    """Case, punctuation and spacing removed: what near-duplicate detection compares."""
-    return " ".join(re.sub(r"[^\w\s]", "", text.casefold()).split())
-
-
 def near_duplicate(a: str, b: str) -> bool:
     if a == b:
         return True
@@ -89,7 +94,8 @@ class Drawn:
 
 def draw_candidates(backend: Backend, prompt: str, params: GenerationParams, seed: int) -> Drawn:
     """Up to `params.n` distinct completions: samples with seeds `seed, seed+1, …` (at most
-    `2n+1` of them), near-duplicates dropped, sorted best-first. Blocking."""
+    `2n+1` of them), near-duplicates dropped, sorted best-first, the likeliest of the
+    owner's own replies in the last place (`own.with_own_reply`). Blocking."""
     attempts = 1 if params.n == 1 else 2 * params.n + 1
     kept: list[Completion] = []
     seen: list[str] = []
@@ -122,7 +128,7 @@ def draw_candidates(backend: Backend, prompt: str, params: GenerationParams, see
             break
     if not kept and first is not None:
         kept = [first]
-    kept.sort(key=lambda c: c.confidence if c.confidence is not None else -1.0, reverse=True)
+    kept = with_own_reply(backend, prompt, params.own_replies, best_first(kept), params.n)
     return Drawn(kept, samples, completion_tokens)
 
 

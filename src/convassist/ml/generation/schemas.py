@@ -8,6 +8,7 @@ from pydantic import Field, field_validator
 
 from convassist.core.limits import SEED_SPACE
 from convassist.core.prompt import STOP_SEQUENCES
+from convassist.core.replies import MAX_CHARS, MAX_OWN_REPLIES
 from convassist.core.schemas import APIModel, RequestModel
 from convassist.core.suggestions import TOP_P
 
@@ -15,6 +16,7 @@ MAX_TOKENS_LIMIT = 512
 MAX_CANDIDATES = 5
 
 StopSequence = Annotated[str, Field(min_length=1, max_length=64)]
+OwnReply = Annotated[str, Field(min_length=1, max_length=MAX_CHARS)]
 
 
 class GenerateRequest(RequestModel):
@@ -39,6 +41,15 @@ class GenerateRequest(RequestModel):
         None, ge=0, lt=SEED_SPACE, description="Fixed seed: reproducible and cacheable."
     )
     n: int = Field(1, ge=1, le=MAX_CANDIDATES, description="Distinct candidates wanted.")
+    own_replies: list[OwnReply] = Field(
+        default_factory=list,
+        max_length=MAX_OWN_REPLIES,
+        description=(
+            "The owner's stock replies (most used first). With `n` ≥ 2, the one the model "
+            "finds likeliest after the prompt takes the last candidate's place, unless it "
+            "already is a candidate (llama backend only)."
+        ),
+    )
 
     @field_validator("prompt")
     @classmethod

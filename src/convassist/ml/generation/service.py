@@ -98,6 +98,7 @@ def generation_params(request: GenerateRequest) -> GenerationParams:
         stop=tuple(request.stop),
         seed=request.seed,
         n=request.n,
+        own_replies=tuple(request.own_replies),
     )
 
 

@@ -36,6 +36,7 @@ from convassist.server.models import (
     utcnow,
 )
 from convassist.server.pagination import decode_timed_cursor, encode_cursor
+from convassist.server.responses.own import own_replies
 from convassist.server.responses.schemas import ActionRequest, GenerateRequest
 from convassist.server.unit_of_work import commit_then_call
 
@@ -53,7 +54,7 @@ class ResponseView:
     sample_id: uuid.UUID | None = None
 
 
-def _ml_request(body: GenerateRequest, prompt: str) -> ml_schemas.GenerateRequest:
+def _ml_request(body: GenerateRequest, prompt: str, own: list[str]) -> ml_schemas.GenerateRequest:
     return ml_schemas.GenerateRequest(
         prompt=prompt,
         n=body.candidates,
@@ -61,6 +62,7 @@ def _ml_request(body: GenerateRequest, prompt: str) -> ml_schemas.GenerateReques
         temperature=body.temperature,
         stop=list(REPLY_STOP),
         seed=body.seed,
+        own_replies=own if body.candidates > 1 else [],
     )
 
 
@@ -92,7 +94,7 @@ async def generate(
         auto=auto,
     )
     session.add(row)
-    request = _ml_request(body, context.prompt)
+    request = _ml_request(body, context.prompt, await own_replies(session))
 
     async def call() -> None:
         if body.run_async:

@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from convassist.core.logging import get_logger
+from convassist.core.replies import frequent_replies, tally
 from convassist.ml.adapters.store import AdapterStore, ChecksumMismatch
 from convassist.ml.models.native import named_config
-from convassist.ml.training.dataset import Sample
+from convassist.ml.training.dataset import Sample, split_by_conversation, usable
 from convassist.ml.training.evaluate import EvalSettings, evaluate, held_out
 from convassist.ml.training.files import JobSpec
 from convassist.ml.training.quality.gate import BASE, Side, decide
@@ -74,6 +75,8 @@ def assess(
     )
 
     heldout = held_out(samples, spec.holdout_fraction)
+    trained = split_by_conversation(usable(samples), spec.holdout_fraction)[0]
+    own = frequent_replies(tally((s.completion, s.conversation_id) for s in trained))
     chosen = random.Random(spec.seed).sample(heldout, min(len(heldout), QUALITY_REPLIES))
     models = [Model("base", None), Model("adapter", adapter)]
     models += [Model("active", active)] if active else []
@@ -85,11 +88,13 @@ def assess(
         config=llama,
         deadline=deadline,
         minimum=MIN_REPLIES,
+        own_replies=own,
     )
     reals = [sample.completion.strip() for sample in suggested.samples]
     results = {name: ModelResult.of(lists, reals) for name, lists in suggested.suggestions.items()}
     quality: dict[str, Any] = {
         "replies": len(reals),
+        "ownReplies": len(own),
         "seconds": round(suggested.seconds, 1),
         "owner": style(reals),
         **{name: result.metrics() for name, result in results.items()},

@@ -1,7 +1,7 @@
 """Suggestions against the replies the owner really sent: usable, chrF, length and casing.
 
 A suggestion is usable when it matches the real reply: the same text once case, punctuation
-and spacing are ignored (`generation.manager.normalize`, what near-duplicate detection
+and spacing are ignored (`core.replies.normalize`, what near-duplicate detection
 compares), or a sentence chrF of at least `USABLE_CHRF`. Each reply is scored by its best
 suggestion (of the three the server asks for): usable in the top 3, and best-of-3 chrF.
 Numbers only: no text leaves this module.
@@ -16,7 +16,7 @@ from typing import Any
 
 from sacrebleu.metrics.chrf import CHRF
 
-from convassist.ml.generation.manager import normalize
+from convassist.core.replies import normalize
 
 USABLE_CHRF = 60.0
 END_PUNCTUATION = (".", "!", "?")

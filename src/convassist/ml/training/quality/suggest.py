@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from convassist.core.model_version import ModelVersion
@@ -81,8 +81,11 @@ def suggest(
     config: LlamaLoadConfig | None,
     deadline: float | None,
     minimum: int,
+    own_replies: Sequence[str] = (),
 ) -> Suggested:
-    """Each model's suggestions for the samples' prompts, in order, until the deadline."""
+    """Each model's suggestions for the samples' prompts, in order, until the deadline, with
+    the owner's stock replies offered as the server offers them (`core/replies.py`)."""
+    params = replace(SUGGESTION, own_replies=tuple(own_replies))
     started = time.perf_counter()
     kept, context = fitting(model_path, samples)
     out: dict[str, list[list[str]]] = {model.name: [] for model in models}
@@ -109,7 +112,7 @@ def suggest(
                 adapter_id, path = model.adapter or (None, None)
                 backend.set_adapter(adapter_id, path)
                 for index, sample in enumerate(batch, start):
-                    drawn = draw_candidates(backend, sample.prompt, SUGGESTION, seed=index)
+                    drawn = draw_candidates(backend, sample.prompt, params, seed=index)
                     out[model.name].append([extract_reply(c.text) for c in drawn.candidates])
             done += batch
             last_round = time.monotonic() - round_started

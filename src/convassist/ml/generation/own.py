@@ -1,0 +1,53 @@
+"""The owner's own stock replies among the candidates (`ownReplies`, see `core/replies.py`).
+
+The model scores each offered reply as a whole line after the prompt (`" " + reply + "\\n"`:
+the newline says the reply ends there, so "yeah" is not credited with "yeah that's great"),
+and the likeliest one that is not already a candidate replaces the least confident sampled
+candidate when the request asks for several. Its confidence is computed as a sampled
+candidate's is (`Completion.confidence`, over the same line), so candidates stay best-first
+on one scale. Only a backend that can score continuations (`ScoringBackend`: llama) does
+this; another one returns its sampled candidates unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from convassist.core.replies import normalize
+from convassist.ml.backends.base import Backend, Completion, ScoringBackend, best_first
+
+OWN_FINISH = "own_reply"
+"""The `finish_reason` of a candidate that is one of the owner's own replies."""
+
+
+def likeliest_own_reply(
+    backend: Backend, prompt: str, own_replies: Sequence[str], taken: Sequence[str]
+) -> Completion | None:
+    """The offered reply the model finds likeliest after `prompt`, among those whose
+    normalised text is not in `taken`; None when none is left or the backend cannot score."""
+    if not isinstance(backend, ScoringBackend):
+        return None
+    offered = [r.strip() for r in own_replies if normalize(r) and normalize(r) not in taken]
+    if not offered:
+        return None
+    scored = backend.loglikelihoods(prompt, [f" {reply}\n" for reply in offered])
+    completions = [
+        Completion(reply, logprobs, 0, OWN_FINISH)
+        for reply, logprobs in zip(offered, scored, strict=True)
+        if logprobs
+    ]
+    return max(completions, key=lambda c: c.confidence or 0.0, default=None)
+
+
+def with_own_reply(
+    backend: Backend, prompt: str, own_replies: Sequence[str], sampled: list[Completion], n: int
+) -> list[Completion]:
+    """`sampled` (best-first) with the likeliest own reply in the last place of `n`, re-sorted
+    best-first; unchanged for one candidate or without own replies."""
+    if n < 2 or not own_replies:
+        return sampled
+    taken = [normalize(c.text) for c in sampled]
+    own = likeliest_own_reply(backend, prompt, own_replies, taken)
+    if own is None:
+        return sampled
+    return best_first([*sampled[: n - 1], own])
