@@ -228,8 +228,12 @@ async def test_prompts_and_replies_never_reach_the_logs(
     previous = (root.handlers[:], root.level)
     configure_logging("DEBUG", "json", component="ml")
     try:
-        resp = await client.post("/generate", json=body(prompt=secret, n=2, temperature=1.0))
+        own = ["meet at the quarry gate"]
+        resp = await client.post(
+            "/generate", json=body(prompt=secret, n=2, temperature=1.0, ownReplies=own)
+        )
         reply = resp.json()["response"]
+        await client.post("/generate", json=body(prompt=secret, n=2, ownReplies=["x" * 99]))  # 422
         await client.post("/generate", json=body(prompt=secret, n=2, temperature=1.0))  # hit
         await client.post("/generate", json=body(prompt=secret, maxTokens=0))  # 422
         job = (await client.post("/generate/async", json=body(prompt=secret))).json()["jobId"]
@@ -241,5 +245,5 @@ async def test_prompts_and_replies_never_reach_the_logs(
     assert '"event": "generated"' in logged, "the capture should see the service's logs"
     assert '"event": "request"' in logged
     assert len(reply.strip()) > 3
-    for fragment in ("locker", "4242", "zebra-71", reply.strip()):
+    for fragment in ("locker", "4242", "zebra-71", "quarry", "x" * 99, reply.strip()):
         assert fragment not in logged

@@ -78,9 +78,11 @@ def evaluate(
         threads=settings.threads,
     )
     try:
-        report = evaluation.evaluate(
-            model.path, dataset.read_samples(samples), how, chosen[1] if chosen else None
-        )
+        read = dataset.read_samples(samples)
+    except (OSError, ValueError) as exc:
+        fail(str(exc))
+    try:
+        report = evaluation.evaluate(model.path, read, how, chosen[1] if chosen else None)
     except ModelError as exc:
         fail(str(exc))
     if not report.base.examples:

@@ -53,3 +53,24 @@ def test_eval_explains_a_missing_adapter(tmp_path: Path) -> None:
     result = _eval(tmp_path, "--samples", str(samples), "--adapter", "lora-missing")
     assert result.returncode == 1
     assert "No adapter 'lora-missing'" in result.stderr
+
+
+def test_eval_names_the_line_that_is_not_a_sample(tmp_path: Path) -> None:
+    samples = tmp_path / "samples.jsonl"
+    write_samples(samples, make_samples(2))
+    good = samples.read_text()
+    line = len(good.splitlines()) + 1
+    for bad, why in (
+        ('{"inputContext": "Them: secret plans\\nMe:", "completion": "ok"}', "no 'prompt' key"),
+        ("not json at all", "not JSON"),
+        ('["Them: hi\\nMe:", "ok"]', "not a JSON object"),
+        (
+            '{"prompt": "Them: hi\\nMe:", "completion": "ok", "quality": "high"}',
+            "a field of the wrong type",
+        ),
+    ):
+        samples.write_text(good + bad + "\n")
+        result = _eval(tmp_path, "--samples", str(samples))
+        assert result.returncode == 1, result.stdout
+        assert f"line {line}: not a training sample ({why})" in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr and "secret" not in result.stderr

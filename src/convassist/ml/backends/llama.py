@@ -195,33 +195,54 @@ class LlamaBackend:
         )
 
     def loglikelihoods(self, prompt: str, continuations: Sequence[str]) -> list[tuple[float, ...]]:
-        """For each continuation, the log-probabilities of its tokens after the prompt (the
-        prompt's cached tokens are kept: only what follows them is evaluated)."""
+        """For each continuation, the log-probabilities of its tokens after the prompt. The
+        prompt's cached tokens are kept; each continuation is one decode of the prompt's last
+        token and the continuation, with the logits of every position."""
         with self._lock:
             llm = self._llm
             prompt_tokens = self._tokenize(prompt)
             scored: list[tuple[float, ...]] = []
             for text in continuations:
                 tokens = list(llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+                if not tokens:
+                    scored.append(())
+                    continue
                 check_fits(len(prompt_tokens), len(tokens), self._context_size)
                 cached = llm.longest_token_prefix(llm.input_ids[: llm.n_tokens], prompt_tokens)
                 llm.n_tokens = min(cached, len(prompt_tokens) - 1)
-                llm.eval(prompt_tokens[llm.n_tokens :])  # the logits after the whole prompt
-                logprobs = []
-                for index, token in enumerate(tokens):
-                    logprobs.append(self._chosen_logprob(token))
-                    if index + 1 < len(tokens):
-                        llm.eval([token])
-                scored.append(tuple(logprobs))
+                llm.eval(prompt_tokens[llm.n_tokens : -1])
+                rows = self._decode_every_position([prompt_tokens[-1], *tokens[:-1]])
+                scored.append(
+                    tuple(
+                        self._logprob(row, token) for row, token in zip(rows, tokens, strict=True)
+                    )
+                )
             return scored
 
-    def _chosen_logprob(self, token: int) -> float:
-        """log p(token) from the logits of the step that sampled it (log-softmax)."""
-        pointer: Any = self._llama_cpp.llama_get_logits_ith(self._llm.ctx, -1)
-        logits = np.ctypeslib.as_array(pointer, shape=(self._n_vocab,))
+    def _decode_every_position(self, tokens: list[int]) -> list[Any]:
+        """Decode `tokens` after the cached ones, keeping each position's logits (the
+        library's `eval` keeps only the last's unless the whole context keeps all)."""
+        llm = self._llm
+        llm._ctx.kv_cache_seq_rm(-1, llm.n_tokens, -1)
+        llm._batch.set_batch(batch=tokens, n_past=llm.n_tokens, logits_all=True)
+        llm._ctx.decode(llm._batch)
+        llm.input_ids[llm.n_tokens : llm.n_tokens + len(tokens)] = tokens
+        llm.n_tokens += len(tokens)
+        get = self._llama_cpp.llama_get_logits_ith
+        return [
+            np.ctypeslib.as_array(get(llm.ctx, i), shape=(self._n_vocab,))
+            for i in range(len(tokens))
+        ]
+
+    def _logprob(self, logits: Any, token: int) -> float:
+        """log p(token) under `logits` (log-softmax)."""
         peak = float(logits.max())
-        log_total = peak + float(np.log(np.exp(logits - peak).sum()))
-        return float(logits[token]) - log_total
+        return float(logits[token]) - peak - float(np.log(np.exp(logits - peak).sum()))
+
+    def _chosen_logprob(self, token: int) -> float:
+        """log p(token) from the logits of the step that sampled it."""
+        pointer: Any = self._llama_cpp.llama_get_logits_ith(self._llm.ctx, -1)
+        return self._logprob(np.ctypeslib.as_array(pointer, shape=(self._n_vocab,)), token)
 
     def set_adapter(self, adapter_id: str | None, path: Path | None) -> None:
         """Serve with this LoRA adapter from the next request on (None: the base model)."""

@@ -3,9 +3,9 @@
 The model scores each offered reply as a whole line after the prompt (`" " + reply + "\\n"`:
 the newline says the reply ends there, so "yeah" is not credited with "yeah that's great"),
 and the likeliest one that is not already a candidate replaces the least confident sampled
-candidate when the request asks for several. Its confidence is computed as a sampled
-candidate's is (`Completion.confidence`, over the same line), so candidates stay best-first
-on one scale. Only a backend that can score continuations (`ScoringBackend`: llama) does
+candidate when the request asks for several. Its confidence is a sampled candidate's measure
+(`Completion.confidence` over the line and its newline), so candidates stay best-first on
+one scale. Only a backend that can score continuations (`ScoringBackend`: llama) does
 this; another one returns its sampled candidates unchanged.
 """
 

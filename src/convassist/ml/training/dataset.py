@@ -81,9 +81,35 @@ def usable(samples: Iterable[Sample]) -> list[Sample]:
 
 
 def read_samples(path: Path) -> list[Sample]:
-    """Samples from a JSONL file (the server's export format, or what `write_samples` wrote)."""
+    """Samples from a JSONL file (the server's export format, or what `write_samples` wrote).
+    ValueError names the first line that is not a sample and why (never its text)."""
+    samples = []
     with path.open(encoding="utf-8") as handle:
-        return [Sample.from_json(json.loads(line)) for line in handle if line.strip()]
+        for number, line in enumerate(handle, 1):
+            if line.strip():
+                samples.append(_sample_line(line, f"{path}, line {number}"))
+    return samples
+
+
+def _sample_line(line: str, where: str) -> Sample:
+    try:
+        data = json.loads(line)
+    except ValueError:
+        why = "not JSON"
+    else:
+        if not isinstance(data, dict):
+            why = "not a JSON object"
+        else:
+            try:
+                return Sample.from_json(data)
+            except KeyError as exc:
+                why = f"no {exc} key"
+            except (TypeError, ValueError):
+                why = "a field of the wrong type"
+    raise ValueError(
+        f'{where}: not a training sample ({why}); each line must be a JSON object with "prompt" '
+        'and "completion"'
+    )
 
 
 def write_samples(path: Path, samples: Iterable[Sample]) -> None:
