@@ -12,6 +12,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from convassist.core.training import DEFAULT_LEARNING_RATE
 from convassist.server.ml_client import MLClient
 from convassist.server.models import TrainingJob
 from convassist.server.reconciler import Reconciler
@@ -194,6 +195,29 @@ async def test_a_job_s_budget_defaults_to_ten_minutes_and_is_stored(
     assert (field["default"], field["minimum"], field["maximum"]) == (10, 1, 240)
 
 
+async def test_without_a_learning_rate_the_job_has_the_model_s_own(
+    app: object, owner_client: httpx.AsyncClient, ml_service_url: str
+) -> None:
+    """learningRate is optional: the ML service picks the architecture's (SmolLM2 is llama:
+    0.002) and the job shows the rate it really uses."""
+    await owner_client.post(
+        "/api/training/samples",
+        json={"inputContext": "Them: hi\nMe:", "expectedOutput": "hey you"},
+    )
+    app.state.ml_client = MLClient(ml_service_url, timeout=60, token=ML_TOKEN)  # type: ignore[attr-defined]
+    rates = []
+    for body in ({}, {"learningRate": 1e-4}):
+        resp = await owner_client.post("/api/training/jobs", json=body)
+        assert resp.status_code == 201, resp.text
+        rates.append(resp.json()["learningRate"])
+        cancel = await owner_client.post(f"/api/training/jobs/{resp.json()['id']}/cancel")
+        assert cancel.status_code == 200, cancel.text
+    assert rates == [DEFAULT_LEARNING_RATE, 1e-4]
+    async with app.state.sessionmaker() as session:  # type: ignore[attr-defined]
+        stored = (await session.execute(sa.select(TrainingJob.learning_rate))).scalars()
+        assert sorted(stored) == [1e-4, DEFAULT_LEARNING_RATE]
+
+
 async def test_a_job_the_ml_service_lost_becomes_failed(
     app: object, owner_client: httpx.AsyncClient, ml_service_url: str
 ) -> None:
@@ -288,6 +312,7 @@ async def _train_and_compare(
             break
         await asyncio.sleep(0.5)
     assert job["status"] == "completed", job["error"]
+    assert job["learningRate"] == 5e-3
     metrics = job["metrics"]
     assert metrics["heldOutSamples"] > 0
     assert metrics["adapterNll"] < metrics["baseNll"]

@@ -25,8 +25,10 @@ from dataclasses import dataclass
 
 from convassist.core.prompt import clean_text
 
-LIMIT = 10
-"""Replies offered with a request (the most frequent first)."""
+LIMIT = 5
+"""Replies offered with a request (the most frequent first). Scoring each costs about one
+generated token: with 10, the ML service's scoring took a third as long as sampling three
+candidates (465 against 1,424 ms, SmolLM2 on 2 AMD EPYC cores)."""
 MAX_OWN_REPLIES = 20
 """The most a request may carry (`POST /generate`'s `ownReplies`)."""
 MAX_WORDS = 6

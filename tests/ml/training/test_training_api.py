@@ -91,6 +91,7 @@ async def test_a_job_trains_evaluates_stores_and_activates_its_adapter(
     created = await client.post("/training/jobs", json=body)
     assert created.status_code == 202, created.text
     assert created.json()["jobId"] == job_id and created.json()["status"] == "queued"
+    assert created.json()["learningRate"] == 5e-3
 
     state = await wait_for(client, job_id, {"completed", "failed", "cancelled"})
     assert state["status"] == "completed", state["error"]

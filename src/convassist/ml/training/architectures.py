@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from convassist.core.errors import Unprocessable
+from convassist.core.training import DEFAULT_LEARNING_RATE
 from convassist.ml.training.gguf_header import read_scalars
 
 LLAMA_TENSORS: Mapping[str, str] = {
@@ -51,6 +52,8 @@ class ExportRules:
     config_keys: Mapping[str, str] = field(default_factory=dict)
     """GGUF key (after `<architecture>.`) → the transformers config attribute it sets, for
     what transformers' GGUF loader leaves at the config class's default."""
+    learning_rate: float = DEFAULT_LEARNING_RATE
+    """A job's learning rate when it asks for none (docs/ml-service.md, "Gemma 3 270M")."""
 
     def target_modules(self, names: Sequence[str]) -> list[str]:
         """The modules to adapt for a job's `target_modules` (llama names), in order, once."""
@@ -58,6 +61,9 @@ class ExportRules:
 
 
 LLAMA_RULES = ExportRules(model_types=("llama", "mistral"), permute_qk=True)
+GEMMA_LEARNING_RATE = 3e-4
+"""Gemma 3 270M at the default 2e-3 learnt its training replies (perplexity -84 %) and got
+worse on conversations it never saw (+20 %); at 3e-4 those improved (-12 %)."""
 GEMMA_KEYS: Mapping[str, str] = {
     # llama.cpp scales queries by 1/sqrt(head size) (Gemma 27B excepted).
     "attention.key_length": "query_pre_attn_scalar",
@@ -72,8 +78,11 @@ TRAINABLE: dict[str, ExportRules] = {
     "gemma2": ExportRules(
         model_types=("gemma2",),
         config_keys={**GEMMA_KEYS, "attn_logit_softcapping": "attn_logit_softcapping"},
+        learning_rate=GEMMA_LEARNING_RATE,
     ),
-    "gemma3": ExportRules(model_types=("gemma3_text",), config_keys=GEMMA_KEYS),
+    "gemma3": ExportRules(
+        model_types=("gemma3_text",), config_keys=GEMMA_KEYS, learning_rate=GEMMA_LEARNING_RATE
+    ),
     "phi3": ExportRules(
         model_types=("phi3",),
         tensors={

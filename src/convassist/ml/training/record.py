@@ -22,6 +22,7 @@ class TrainingRecord(JobRecord):
     metrics: dict[str, Any] = Field(default_factory=dict)
     base_model: str
     auto_activate: bool
+    learning_rate: float | None = None
 
     def public(self) -> TrainingJobState:
         return TrainingJobState(
@@ -32,6 +33,7 @@ class TrainingRecord(JobRecord):
             adapter_id=self.adapter_id,
             output_path=self.output_path,
             metrics=self.metrics,
+            learning_rate=self.learning_rate,
             created_at=self.created_at.isoformat(),
             started_at=self.started_at.isoformat() if self.started_at else None,
             completed_at=self.completed_at.isoformat() if self.completed_at else None,

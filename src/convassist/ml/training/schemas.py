@@ -55,7 +55,12 @@ class TrainingRequest(RequestModel):
     epochs: int | None = Field(
         None, ge=1, le=20, description="At most this many passes; null: what the budget allows."
     )
-    learning_rate: float = Field(DEFAULT_LEARNING_RATE, gt=0, le=1e-2)
+    learning_rate: float | None = Field(
+        None,
+        gt=0,
+        le=1e-2,
+        description=f"Default: the architecture's ({DEFAULT_LEARNING_RATE:g}; Gemma 3e-4).",
+    )
     lora_rank: int = Field(DEFAULT_LORA_RANK, ge=1, le=64)
     lora_alpha: float | None = Field(None, gt=0, le=1024, description="Default: twice loraRank.")
     seed: int = Field(0, ge=0, lt=SEED_SPACE)
@@ -76,6 +81,9 @@ class TrainingJobState(APIModel):
     adapter_id: str | None = None
     output_path: str | None = None
     metrics: dict[str, Any] = Field(default_factory=dict)
+    learning_rate: float | None = Field(
+        None, description="The job's learning rate (null for jobs from before it was recorded)."
+    )
     created_at: str
     started_at: str | None = None
     completed_at: str | None = None

@@ -137,7 +137,10 @@ class TrainingJobs:
 
     async def submit(self, request: TrainingRequest) -> TrainingJobState:
         served = self._check(request)
-        export_rules(await asyncio.to_thread(gguf_architecture, served.path))
+        rules = export_rules(await asyncio.to_thread(gguf_architecture, served.path))
+        request = request.model_copy(
+            update={"learning_rate": request.learning_rate or rules.learning_rate}
+        )
         await asyncio.to_thread(check_device, self.settings.train_device)
         samples = [
             Sample(s.prompt, s.completion, s.quality, s.conversation_id) for s in request.samples
@@ -160,6 +163,7 @@ class TrainingJobs:
             created_at=now(),
             base_model=served.model_id,
             auto_activate=auto,
+            learning_rate=request.learning_rate,
         )
         payload = TrainingPayload(
             request=request, base_version=served.base_version, compare_adapter=served.adapter_id

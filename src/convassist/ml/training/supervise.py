@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from convassist.core.logging import get_logger
 from convassist.core.processes import exit_reason
+from convassist.core.training import DEFAULT_LEARNING_RATE
 from convassist.ml.models.native import NativeStatus
 from convassist.ml.runtime.records import JobFailed
 from convassist.ml.runtime.runtime import JobContext
@@ -75,7 +76,7 @@ def job_spec(
         model_path=str(served.path),
         epochs=request.epochs,
         budget_minutes=request.budget_minutes,
-        learning_rate=request.learning_rate,
+        learning_rate=request.learning_rate or DEFAULT_LEARNING_RATE,  # set on submission
         lora_rank=request.lora_rank,
         lora_alpha=request.lora_alpha,
         seed=request.seed,

@@ -62,7 +62,7 @@ def _ml_request(body: GenerateRequest, prompt: str, own: list[str]) -> ml_schema
         temperature=body.temperature,
         stop=list(REPLY_STOP),
         seed=body.seed,
-        own_replies=own if body.candidates > 1 else [],
+        own_replies=own,
     )
 
 
@@ -94,7 +94,9 @@ async def generate(
         auto=auto,
     )
     session.add(row)
-    request = _ml_request(body, context.prompt, await own_replies(session))
+    # With one candidate there is no place for a stock reply (`ml/generation/own.py`).
+    own = await own_replies(session) if body.candidates > 1 else []
+    request = _ml_request(body, context.prompt, own)
 
     async def call() -> None:
         if body.run_async:

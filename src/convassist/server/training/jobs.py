@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from convassist.core.errors import AppError, Conflict, NotFound, Unprocessable
 from convassist.core.logging import get_logger
 from convassist.core.model_version import MalformedModelVersion, ModelVersion
+from convassist.core.training import DEFAULT_LEARNING_RATE
 from convassist.ml.training.schemas import TrainingJobState, TrainingRequest, TrainingSampleIn
 from convassist.server.live import Mirror
 from convassist.server.ml_client import MLClient, MLServiceError
@@ -112,7 +113,8 @@ async def create_job(
         progress=0,
         epochs=body.epochs,
         budget_minutes=body.budget_minutes,
-        learning_rate=body.learning_rate,
+        # Until the ML service says which rate it uses (`apply_state`).
+        learning_rate=body.learning_rate or DEFAULT_LEARNING_RATE,
         lora_rank=body.lora_rank,
         min_quality=body.min_quality,
         include_history=body.include_history,
@@ -174,6 +176,7 @@ def apply_state(job: TrainingJob, state: TrainingJobState) -> None:
             setattr(job, field, getattr(state, field))
     if state.metrics:
         job.metrics = state.metrics
+    job.learning_rate = state.learning_rate or job.learning_rate
     job.started_at = _timestamp(state.started_at) or job.started_at
     job.completed_at = _timestamp(state.completed_at) or job.completed_at
     if job.status is TrainingStatus.COMPLETED:

@@ -10,7 +10,6 @@ from convassist.core.prompt import PROMPT_END
 from convassist.core.schemas import APIModel, RequestModel
 from convassist.core.training import (
     DEFAULT_BUDGET_MINUTES,
-    DEFAULT_LEARNING_RATE,
     DEFAULT_LORA_RANK,
     MAX_BUDGET_MINUTES,
     MIN_BUDGET_MINUTES,
@@ -97,7 +96,13 @@ class JobCreate(RequestModel):
         description="At most this many passes (fewer when the budget is short); null: as many "
         "as the budget allows, up to 3.",
     )
-    learning_rate: float = Field(DEFAULT_LEARNING_RATE, gt=0, le=1e-2)
+    learning_rate: float | None = Field(
+        None,
+        gt=0,
+        le=1e-2,
+        description="Null: the model's own (0.002; 0.0003 for Gemma). The job's "
+        "`learningRate` says which it used.",
+    )
     lora_rank: int = Field(DEFAULT_LORA_RANK, ge=1, le=64)
     min_quality: float = Field(0.0, ge=0, le=1, description="Skip samples below this quality.")
     include_history: bool = Field(

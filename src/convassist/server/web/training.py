@@ -13,7 +13,6 @@ from starlette.responses import Response
 from convassist.core.errors import AppError
 from convassist.core.training import (
     DEFAULT_BUDGET_MINUTES,
-    DEFAULT_LEARNING_RATE,
     DEFAULT_LORA_RANK,
     MAX_BUDGET_MINUTES,
     MIN_BUDGET_MINUTES,
@@ -47,7 +46,7 @@ def _job_form(**values: Any) -> dict[str, Any]:
     defaults = {
         "budget_minutes": str(DEFAULT_BUDGET_MINUTES),
         "epochs": "",
-        "learning_rate": str(DEFAULT_LEARNING_RATE),
+        "learning_rate": "",
         "lora_rank": str(DEFAULT_LORA_RANK),
         "min_quality": "0",
         "include_history": False,
@@ -92,7 +91,7 @@ async def start_job(
     settings: SettingsDep,
     budget_minutes: Annotated[str, Form(max_length=8)] = str(DEFAULT_BUDGET_MINUTES),
     epochs: Annotated[str, Form(max_length=8)] = "",
-    learning_rate: Annotated[str, Form(max_length=16)] = str(DEFAULT_LEARNING_RATE),
+    learning_rate: Annotated[str, Form(max_length=16)] = "",
     lora_rank: Annotated[str, Form(max_length=8)] = str(DEFAULT_LORA_RANK),
     min_quality: Annotated[str, Form(max_length=8)] = "0",
     include_history: Annotated[bool, Form()] = False,
@@ -111,7 +110,7 @@ async def start_job(
             {
                 "budgetMinutes": float(budget_minutes),
                 "epochs": int(epochs) if epochs.strip() else None,
-                "learningRate": float(learning_rate),
+                "learningRate": float(learning_rate) if learning_rate.strip() else None,
                 "loraRank": int(lora_rank),
                 "minQuality": float(min_quality),
                 "includeHistory": include_history,
@@ -120,8 +119,8 @@ async def start_job(
     except (ValidationError, ValueError):
         error = (
             f"The time budget is {MIN_BUDGET_MINUTES} to {MAX_BUDGET_MINUTES} minutes, "
-            "epochs are empty (automatic) or 1 to 20, the learning rate is above 0 and at most "
-            "0.01, the rank is 1 to 64 and the minimum quality 0 to 1."
+            "epochs are empty (automatic) or 1 to 20, the learning rate is empty (the model's "
+            "own) or above 0 and at most 0.01, the rank is 1 to 64 and the minimum quality 0 to 1."
         )
         return _job_form_response(request, viewer, values, error=error, status_code=422)
     result = await attempt(
