@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from convassist.core.training import DEFAULT_TARGET_MODULES
+from convassist.core.training import DEFAULT_LEARNING_RATE, DEFAULT_TARGET_MODULES
 from convassist.ml.training.architectures import (
+    GEMMA_LEARNING_RATE,
     TRAINABLE,
     ArchitectureNotTrainable,
     config_overrides,
@@ -115,3 +116,34 @@ async def test_an_untrainable_model_is_refused_before_queueing(
     assert architecture in body["detail"] and trainable_names() in body["detail"]
     assert body["trainable"] == sorted(TRAINABLE) and "gemma3" in body["trainable"]
     assert not (settings.training_dir / "job-1").exists()
+
+
+@pytest.mark.parametrize(
+    ("architecture", "asked", "used"),
+    [
+        ("gemma3", None, GEMMA_LEARNING_RATE),
+        ("gemma2", None, GEMMA_LEARNING_RATE),
+        ("llama", None, DEFAULT_LEARNING_RATE),
+        ("qwen3", None, DEFAULT_LEARNING_RATE),
+        ("gemma3", 1e-3, 1e-3),
+    ],
+)
+async def test_a_job_without_a_learning_rate_gets_its_architecture_s(
+    tmp_path: Path, architecture: str, asked: float | None, used: float
+) -> None:
+    model = write_gguf(tmp_path / f"{architecture}.gguf", architecture)
+
+    async def activate(_adapter_id: str) -> None:
+        raise AssertionError("nothing is run")
+
+    jobs = TrainingJobs(ml_settings(tmp_path), Served(architecture, "v1", model), activate)
+    request = TrainingRequest.model_validate(
+        {"jobId": "job-1", "learningRate": asked, "samples": sample_json(make_samples(2))}
+    )
+    try:
+        queued = await jobs.submit(request)
+        assert queued.learning_rate == used
+        state = await jobs.get("job-1")
+        assert state is not None and state.learning_rate == used
+    finally:
+        await jobs.close()
