@@ -13,7 +13,7 @@ A reply counts only when it is short (`MAX_WORDS`, `MAX_CHARS`), was sent at lea
 that belongs to one chat. Texts compare as `normalize` makes them (case, punctuation and
 spacing ignored; the conversations of spellings that meet are added up, so a count can be
 high by the conversations two spellings share); each is offered as the owner most often
-wrote it. The server tallies in SQL (`server/suggest/own.py`), a job from its samples.
+wrote it. The server tallies in SQL (`server/responses/own.py`), a job from its samples.
 """
 
 from __future__ import annotations

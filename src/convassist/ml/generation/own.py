@@ -27,7 +27,7 @@ def likeliest_own_reply(
     normalised text is not in `taken`; None when none is left or the backend cannot score."""
     if not isinstance(backend, ScoringBackend):
         return None
-    offered = [r.strip() for r in own_replies if normalize(r) and normalize(r) not in taken]
+    offered = [r.strip() for r in own_replies if normalize(r) not in ("", *taken)]
     if not offered:
         return None
     scored = backend.loglikelihoods(prompt, [f" {reply}\n" for reply in offered])
