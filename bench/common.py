@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import platform
 import secrets
 import socket
 import statistics
@@ -64,6 +65,16 @@ def history_samples(corpus: dict[str, Any], me: str, replies: int) -> list[Sampl
             window.append(ChatLine("me" if mine else "them", text))
             incoming = not mine
     return samples
+
+
+def cpu() -> str:
+    """This machine's CPU model name."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return platform.processor()
+    names = [line.split(":", 1)[1].strip() for line in out.splitlines() if "Model name" in line]
+    return names[0] if names else platform.processor()
 
 
 def free_port() -> int:

@@ -28,10 +28,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,7 +44,7 @@ import sqlalchemy as sa
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.common import POSTGRES, create_database, load_chitchat  # noqa: E402
+from bench.common import cpu, create_database, drop_database, load_chitchat  # noqa: E402
 
 from convassist.core.db import create_engine, create_sessionmaker  # noqa: E402
 from convassist.core.settings import normalize_database_url  # noqa: E402
@@ -213,15 +211,6 @@ async def measure(url: str, queries: dict[str, str], repeat: int) -> list[dict[s
     return results
 
 
-def cpu() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor()
-    names = [line.split(":", 1)[1].strip() for line in out.splitlines() if "Model name" in line]
-    return names[0] if names else platform.processor()
-
-
 async def run_backend(
     backend: str, texts: list[str], queries: dict[str, str], args: argparse.Namespace
 ) -> list[dict[str, Any]]:
@@ -242,13 +231,7 @@ async def run_backend(
         print(f"postgresql: loaded in {time.perf_counter() - started:.1f} s", flush=True)
         return await measure(url, queries, args.repeat)
     finally:
-        import asyncpg
-
-        conn = await asyncpg.connect(POSTGRES)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
+        await drop_database(name)
 
 
 async def main() -> None:

@@ -41,34 +41,66 @@ def reference_logprobs(path: Path, prompt: str, continuation: str) -> list[float
     return [float(logits[i, t] - norm[i]) for i, t in enumerate(tail)]
 
 
-def test_scores_match_a_full_pass_and_do_not_disturb_sampling(manager: LLMManager) -> None:
+def reference_means(backend: LlamaBackend, replies: list[str]) -> list[float]:
+    """Each reply's mean token log-probability as a line after PROMPT, from full passes."""
+    scored = [reference_logprobs(backend.path, PROMPT, f" {r}\n") for r in replies]
+    return [sum(logprobs) / len(logprobs) for logprobs in scored]
+
+
+def test_the_likeliest_matches_full_passes_and_does_not_disturb_sampling(
+    manager: LLMManager,
+) -> None:
     backend = llama(manager)
     before = backend.complete(PROMPT, SAMPLING)
-    scored = backend.loglikelihoods(PROMPT, [f" {r}\n" for r in OFFERED])
-    for reply, logprobs in zip(OFFERED, scored, strict=True):
-        expected = reference_logprobs(backend.path, PROMPT, f" {reply}\n")
-        assert len(logprobs) == len(expected) > 1
-        # One token at a time (as sampling runs) and a batch differ a little in llama.cpp's
-        # quantized matrix products (up to 0.07 seen); a wrong position is off by nats.
-        assert np.allclose(logprobs, expected, atol=0.15), reply
+    means = reference_means(backend, OFFERED)
+    likeliest = backend.likeliest(PROMPT, [f" {r}\n" for r in OFFERED])
+    assert likeliest is not None
+    assert likeliest.index == int(np.argmax(means))
+    expected = reference_logprobs(backend.path, PROMPT, f" {OFFERED[likeliest.index]}\n")
+    assert len(likeliest.token_logprobs) == len(expected) > 1
+    # One token at a time (as sampling runs) and a batch differ a little in llama.cpp's
+    # quantized matrix products (up to 0.15 seen); a wrong position is off by nats.
+    assert np.allclose(likeliest.token_logprobs, expected, atol=0.2)
     # The order of the continuations and an earlier prompt in the cache change nothing.
     backend.complete("Them: hi\nMe:", SAMPLING)
-    again = backend.loglikelihoods(PROMPT, [f" {r}\n" for r in reversed(OFFERED)])
-    assert np.allclose(sum(again[::-1], ()), sum(scored, ()), atol=1e-3)
+    again = backend.likeliest(PROMPT, [f" {r}\n" for r in reversed(OFFERED)])
+    assert again is not None and len(OFFERED) - 1 - again.index == likeliest.index
+    assert np.allclose(again.token_logprobs, likeliest.token_logprobs, atol=1e-3)
     assert backend.complete(PROMPT, SAMPLING) == before
+    assert backend.likeliest(PROMPT, ["", ""]) is None
+
+
+def test_continuations_that_cannot_win_are_not_decoded(
+    manager: LLMManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reply whose first token alone puts its mean below the best is never decoded on."""
+    backend = llama(manager)
+    offered = ["Yeah", "yeah", "Yeah!", "zzzz qqqq", "Xylophone quartz"]
+    means = reference_means(backend, offered)
+    decoded: list[int] = []
+    decode = backend._decode_every_position
+
+    def counted(tokens: list[int]) -> list[object]:
+        decoded.append(len(tokens))
+        return decode(tokens)
+
+    monkeypatch.setattr(backend, "_decode_every_position", counted)
+    likeliest = backend.likeliest(PROMPT, [f" {r}\n" for r in offered])
+    assert likeliest is not None and likeliest.index == int(np.argmax(means))
+    assert decoded[0] == 1, "the prompt's last token, once"
+    assert 1 < len(decoded) < 1 + len(offered), decoded
 
 
 def test_the_likeliest_own_reply_takes_the_last_place(manager: LLMManager) -> None:
     backend = llama(manager)
-    scored = backend.loglikelihoods(PROMPT, [f" {r}\n" for r in OFFERED])
-    means = [sum(lp) / len(lp) for lp in scored]
+    means = reference_means(backend, OFFERED)
     likeliest = OFFERED[int(np.argmax(means))]
     sampled = [Completion(text, (-0.5,), 1, "stop") for text in (" one", " two", " three")]
     kept = with_own_reply(backend, PROMPT, OFFERED, sampled, 3)
     assert len(kept) == 3
     own = [c for c in kept if c.finish_reason == OWN_FINISH]
     assert [c.text for c in own] == [likeliest]
-    assert own[0].confidence == pytest.approx(np.exp(max(means)))
+    assert own[0].confidence == pytest.approx(np.exp(max(means)), rel=0.1)
     assert " three" not in [c.text for c in kept], "the least confident sampled one made way"
     confidences = [c.confidence or 0.0 for c in kept]
     assert confidences == sorted(confidences, reverse=True)

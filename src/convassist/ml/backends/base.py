@@ -88,13 +88,23 @@ class AdapterBackend(Protocol):
     def set_adapter(self, adapter_id: str | None, path: Path | None) -> None: ...
 
 
+@dataclass(frozen=True)
+class Likeliest:
+    """Which of the continuations offered is likeliest, and its tokens' log-probabilities."""
+
+    index: int
+    token_logprobs: tuple[float, ...]
+
+    @property
+    def mean(self) -> float:
+        return sum(self.token_logprobs) / len(self.token_logprobs)
+
+
 @runtime_checkable
 class ScoringBackend(Protocol):
-    """A backend that can tell how likely given continuations of a prompt are (llama)."""
+    """A backend that can tell which continuation of a prompt is likeliest (llama)."""
 
-    def loglikelihoods(
-        self, prompt: str, continuations: Sequence[str]
-    ) -> list[tuple[float, ...]]: ...
+    def likeliest(self, prompt: str, continuations: Sequence[str]) -> Likeliest | None: ...
 
 
 def check_fits(prompt_tokens: int, max_tokens: int, context_size: int) -> None:

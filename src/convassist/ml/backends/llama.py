@@ -26,7 +26,7 @@ import numpy as np
 
 from convassist.core.logging import get_logger
 from convassist.core.model_version import ModelVersion
-from convassist.ml.backends.base import Completion, Sampling, check_fits
+from convassist.ml.backends.base import Completion, Likeliest, Sampling, check_fits
 from convassist.ml.errors import ModelLoadError
 from convassist.ml.models.manifest import ResolvedModel, resolve_model, verify_file
 from convassist.ml.models.native import (
@@ -194,30 +194,54 @@ class LlamaBackend:
             finish_reason=finish_reason,
         )
 
-    def loglikelihoods(self, prompt: str, continuations: Sequence[str]) -> list[tuple[float, ...]]:
-        """For each continuation, the log-probabilities of its tokens after the prompt. The
-        prompt's cached tokens are kept; each continuation is one decode of the prompt's last
-        token and the continuation, with the logits of every position."""
+    def likeliest(self, prompt: str, continuations: Sequence[str]) -> Likeliest | None:
+        """The continuation whose tokens have the highest mean log-probability after the
+        prompt (None when none has a token). The prompt's cached tokens are kept, and its
+        last token is decoded once: its logits give every continuation's first token.
+
+        Probabilities are at most 1, so a continuation of n tokens whose first token has
+        log-probability f has a mean of at most f / n. Continuations are scored in the order
+        of that bound, each one decode of its tokens with the logits of every position, and
+        those whose bound cannot beat the best mean so far are never decoded."""
         with self._lock:
             llm = self._llm
             prompt_tokens = self._tokenize(prompt)
-            scored: list[tuple[float, ...]] = []
-            for text in continuations:
-                tokens = list(llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
-                if not tokens:
-                    scored.append(())
-                    continue
-                check_fits(len(prompt_tokens), len(tokens), self._context_size)
-                cached = llm.longest_token_prefix(llm.input_ids[: llm.n_tokens], prompt_tokens)
-                llm.n_tokens = min(cached, len(prompt_tokens) - 1)
-                llm.eval(prompt_tokens[llm.n_tokens : -1])
-                rows = self._decode_every_position([prompt_tokens[-1], *tokens[:-1]])
-                scored.append(
-                    tuple(
-                        self._logprob(row, token) for row, token in zip(rows, tokens, strict=True)
-                    )
-                )
-            return scored
+            encoded = [
+                list(llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+                for text in continuations
+            ]
+            if not any(encoded):
+                return None
+            check_fits(len(prompt_tokens), max(map(len, encoded)), self._context_size)
+            cached = llm.longest_token_prefix(llm.input_ids[: llm.n_tokens], prompt_tokens)
+            llm.n_tokens = min(cached, len(prompt_tokens) - 1)
+            llm.eval(prompt_tokens[llm.n_tokens : -1])
+            (last,) = self._decode_every_position(prompt_tokens[-1:])
+            first = self._log_softmax(last)  # a copy: the next decode overwrites `last`
+            bounds = sorted(
+                (
+                    (float(first[tokens[0]]) / len(tokens), index)
+                    for index, tokens in enumerate(encoded)
+                    if tokens
+                ),
+                key=lambda bound: -bound[0],
+            )
+            best: Likeliest | None = None
+            for bound, index in bounds:
+                if best is not None and bound <= best.mean:
+                    break
+                tokens = encoded[index]
+                logprobs = [float(first[tokens[0]])]
+                if len(tokens) > 1:
+                    llm.n_tokens = len(prompt_tokens)
+                    rows = self._decode_every_position(tokens[:-1])
+                    logprobs += [
+                        self._logprob(row, token)
+                        for row, token in zip(rows, tokens[1:], strict=True)
+                    ]
+                if best is None or sum(logprobs) / len(logprobs) > best.mean:
+                    best = Likeliest(index, tuple(logprobs))
+            return best
 
     def _decode_every_position(self, tokens: list[int]) -> list[Any]:
         """Decode `tokens` after the cached ones, keeping each position's logits (the
@@ -233,6 +257,12 @@ class LlamaBackend:
             np.ctypeslib.as_array(get(llm.ctx, i), shape=(self._n_vocab,))
             for i in range(len(tokens))
         ]
+
+    @staticmethod
+    def _log_softmax(logits: Any) -> Any:
+        """The log-probabilities of every token under `logits`, as a new float64 array."""
+        shifted = np.asarray(logits, np.float64) - float(logits.max())
+        return shifted - float(np.log(np.exp(shifted).sum()))
 
     def _logprob(self, logits: Any, token: int) -> float:
         """log p(token) under `logits` (log-softmax)."""

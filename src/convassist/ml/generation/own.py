@@ -1,11 +1,11 @@
 """The owner's own stock replies among the candidates (`ownReplies`, see `core/replies.py`).
 
-The model scores each offered reply as a whole line after the prompt (`" " + reply + "\\n"`:
-the newline says the reply ends there, so "yeah" is not credited with "yeah that's great"),
-and the likeliest one that is not already a candidate replaces the least confident sampled
-candidate when the request asks for several. Its confidence is a sampled candidate's measure
-(`Completion.confidence` over the line and its newline), so candidates stay best-first on
-one scale. Only a backend that can score continuations (`ScoringBackend`: llama) does
+The model finds which offered reply that is not already a candidate is likeliest as a whole
+line after the prompt (`" " + reply + "\\n"`: the newline says the reply ends there, so
+"yeah" is not credited with "yeah that's great"), and that one replaces the least confident
+sampled candidate when the request asks for several. Its confidence is a sampled
+candidate's measure (`Completion.confidence` over the line and its newline), so candidates
+stay best-first on one scale. Only a backend that can score continuations (`ScoringBackend`: llama) does
 this; another one returns its sampled candidates unchanged.
 """
 
@@ -30,13 +30,10 @@ def likeliest_own_reply(
     offered = [r.strip() for r in own_replies if normalize(r) not in ("", *taken)]
     if not offered:
         return None
-    scored = backend.loglikelihoods(prompt, [f" {reply}\n" for reply in offered])
-    completions = [
-        Completion(reply, logprobs, 0, OWN_FINISH)
-        for reply, logprobs in zip(offered, scored, strict=True)
-        if logprobs
-    ]
-    return max(completions, key=lambda c: c.confidence or 0.0, default=None)
+    likeliest = backend.likeliest(prompt, [f" {reply}\n" for reply in offered])
+    if likeliest is None:
+        return None
+    return Completion(offered[likeliest.index], likeliest.token_logprobs, 0, OWN_FINISH)
 
 
 def with_own_reply(

@@ -24,6 +24,7 @@ from convassist.server.models import (
     Message,
     utcnow,
 )
+from convassist.server.responses.own_changes import note_change
 
 Use = Literal["training", "suggestions"]
 
@@ -87,6 +88,7 @@ async def set_switches(
     retires those on offer where that now applies."""
     if body.training is not None:
         row.training = body.training
+        note_change(session)
     if body.suggestions is not None:
         row.suggestions = body.suggestions
     await session.flush()

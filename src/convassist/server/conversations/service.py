@@ -43,6 +43,7 @@ from convassist.server.models import (
     TrainingSample,
 )
 from convassist.server.pagination import decode_cursor, decode_timed_cursor, encode_cursor
+from convassist.server.responses.own_changes import note_change
 
 
 def _participants_by_conversation(
@@ -243,6 +244,7 @@ async def delete_conversations(session: AsyncSession, ids: Sequence[uuid.UUID]) 
         )
     )
     await session.execute(delete(Conversation).where(Conversation.id.in_(ids)))
+    note_change(session)
 
 
 async def delete_conversation(session: AsyncSession, conversation_id: uuid.UUID) -> None:

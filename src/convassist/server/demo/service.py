@@ -32,6 +32,7 @@ from convassist.server.models import (
 from convassist.server.models import (
     Conversation as ConversationRow,
 )
+from convassist.server.responses.own_changes import note_change
 from convassist.server.sync import service as sync
 from convassist.server.sync.schemas import SyncContactsRequest, SyncMessagesRequest
 
@@ -150,6 +151,7 @@ async def remove(session: AsyncSession) -> Removed:
     messages = await session.execute(
         delete(Message).where(Message.conversation_id.in_(demo_conversations))
     )
+    note_change(session)
     conversations = await session.execute(delete(ConversationRow).where(is_demo))
     contacts = await session.execute(
         delete(Contact).where(Contact.apple_id.endswith(DEMO_HANDLE_DOMAIN, autoescape=True))

@@ -46,6 +46,7 @@ from convassist.server.models import (
     utcnow,
 )
 from convassist.server.outbox.delivery import confirm_sent
+from convassist.server.responses.own_changes import note_change
 from convassist.server.suggest.gate import SuggestPolicy
 from convassist.server.suggest.waiting import refresh as refresh_waiting
 from convassist.server.sync.schemas import (
@@ -181,6 +182,8 @@ async def sync_messages(
             session, conversation_id, inserted, now
         )
         arrived = [m for m in to_write if m.imessage_guid not in stored]
+        if updated or any(m.direction is Direction.OUTGOING for m in arrived):
+            note_change(session)  # the owner's stock replies are tallied from these
         # The outbox's sends that this batch shows in chat.db become confirmed first, so
         # they are not taken for replies from the phone.
         confirmed = await confirm_sent(session, conversation_id, arrived)
