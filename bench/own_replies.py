@@ -18,14 +18,10 @@ each in its own session, warmed up, then `--repeat` times alternating; medians c
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import os
 import statistics
 import sys
-import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -33,12 +29,14 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.common import cpu, create_database, drop_database  # noqa: E402
-from bench.search import corpus_texts, load  # noqa: E402
+from bench.search import (  # noqa: E402
+    corpus_texts,
+    database_arguments,
+    loaded_database,
+    print_machine,
+)
 
 from convassist.core.db import create_engine, create_sessionmaker  # noqa: E402
-from convassist.core.settings import normalize_database_url  # noqa: E402
-from convassist.server import migrate  # noqa: E402
 from convassist.server.responses.own import own_replies, tally_own_replies  # noqa: E402
 
 
@@ -73,38 +71,14 @@ async def measure(url: str, repeat: int) -> dict[str, Any]:
         await engine.dispose()
 
 
-async def run_backend(backend: str, texts: list[str], args: argparse.Namespace) -> dict[str, Any]:
-    async def loaded(url: str) -> dict[str, Any]:
-        await asyncio.to_thread(migrate.upgrade, url)
-        started = time.perf_counter()
-        await load(url, texts, args.conversations)
-        print(f"{backend}: loaded in {time.perf_counter() - started:.1f} s", flush=True)
-        return await measure(url, args.repeat)
-
-    if backend == "sqlite":
-        with tempfile.TemporaryDirectory() as tmp:
-            return await loaded(f"sqlite+aiosqlite:///{Path(tmp) / 'own.sqlite3'}")
-    name = f"convassist_bench_own_{uuid.uuid4().hex[:8]}"
-    try:
-        return await loaded(normalize_database_url(await create_database(name)))
-    finally:
-        await drop_database(name)
-
-
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--messages", type=int, default=100_000)
-    parser.add_argument("--conversations", type=int, default=1000)
-    parser.add_argument("--repeat", type=int, default=21)
-    parser.add_argument("--backend", action="append", choices=["sqlite", "postgresql"])
-    args = parser.parse_args()
+    args = database_arguments(__doc__.split("\n")[0])
     texts = corpus_texts(args.messages)
-    load_1, load_5, _ = os.getloadavg()
-    print(
-        f"CPU: {cpu()} ({os.cpu_count()} cores, load average {load_1:.1f} / {load_5:.1f}); "
-        f"{len(texts)} messages in {args.conversations} conversations"
-    )
-    rows = [await run_backend(b, texts, args) for b in args.backend or ["sqlite", "postgresql"]]
+    print_machine(texts, args.conversations)
+    rows = []
+    for backend in args.backend or ["sqlite", "postgresql"]:
+        async with loaded_database(backend, texts, args.conversations) as url:
+            rows.append(await measure(url, args.repeat))
     print(f"\n{'backend':<11} {'replies':>7} {'tally ms':>9} {'kept ms':>8} {'tally/kept':>10}")
     for r in rows:
         print(

@@ -35,6 +35,8 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -211,46 +213,56 @@ async def measure(url: str, queries: dict[str, str], repeat: int) -> list[dict[s
     return results
 
 
-async def run_backend(
-    backend: str, texts: list[str], queries: dict[str, str], args: argparse.Namespace
-) -> list[dict[str, Any]]:
-    if backend == "sqlite":
-        with tempfile.TemporaryDirectory() as tmp:
-            url = f"sqlite+aiosqlite:///{Path(tmp) / 'search.sqlite3'}"
-            await asyncio.to_thread(migrate.upgrade, url)
-            started = time.perf_counter()
-            await load(url, texts, args.conversations)
-            print(f"sqlite: loaded in {time.perf_counter() - started:.1f} s", flush=True)
-            return await measure(url, queries, args.repeat)
-    name = f"convassist_bench_search_{uuid.uuid4().hex[:8]}"
-    url = normalize_database_url(await create_database(name))
-    try:
+@asynccontextmanager
+async def loaded_database(backend: str, texts: list[str], conversations: int) -> AsyncIterator[str]:
+    """A fresh database migrated to head and loaded with `texts` (`load`); yields its URL.
+    SQLite: a temporary file; PostgreSQL: a throwaway database on `BENCH_POSTGRES_URL`."""
+
+    async def loaded(url: str) -> str:
         await asyncio.to_thread(migrate.upgrade, url)
         started = time.perf_counter()
-        await load(url, texts, args.conversations)
-        print(f"postgresql: loaded in {time.perf_counter() - started:.1f} s", flush=True)
-        return await measure(url, queries, args.repeat)
+        await load(url, texts, conversations)
+        print(f"{backend}: loaded in {time.perf_counter() - started:.1f} s", flush=True)
+        return url
+
+    if backend == "sqlite":
+        with tempfile.TemporaryDirectory() as tmp:
+            yield await loaded(f"sqlite+aiosqlite:///{Path(tmp) / 'bench.sqlite3'}")
+        return
+    name = f"convassist_bench_{uuid.uuid4().hex[:8]}"
+    try:
+        yield await loaded(normalize_database_url(await create_database(name)))
     finally:
         await drop_database(name)
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def database_arguments(description: str) -> argparse.Namespace:
+    """The options of a benchmark on `loaded_database`s."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--conversations", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=21)
     parser.add_argument("--backend", action="append", choices=["sqlite", "postgresql"])
-    args = parser.parse_args()
-    texts = corpus_texts(args.messages)
-    queries = pick_queries(texts)
+    return parser.parse_args()
+
+
+def print_machine(texts: list[str], conversations: int) -> None:
     load_1, load_5, _ = os.getloadavg()
     print(
         f"CPU: {cpu()} ({os.cpu_count()} cores, load average {load_1:.1f} / {load_5:.1f}); "
-        f"{len(texts)} messages in {args.conversations} conversations"
+        f"{len(texts)} messages in {conversations} conversations"
     )
+
+
+async def main() -> None:
+    args = database_arguments(__doc__.split("\n")[0])
+    texts = corpus_texts(args.messages)
+    queries = pick_queries(texts)
+    print_machine(texts, args.conversations)
     rows = []
     for backend in args.backend or ["sqlite", "postgresql"]:
-        rows += await run_backend(backend, texts, queries, args)
+        async with loaded_database(backend, texts, args.conversations) as url:
+            rows += await measure(url, queries, args.repeat)
     print(
         f"\n{'backend':<11} {'query':<34} {'substr msgs':>11} {'page':>14} "
         f"{'search ms':>9} {'p90':>6} {'index ms':>8} {'LIKE ms':>8} {'LIKE/search':>11}"
