@@ -21,14 +21,20 @@ history samples are; synthetic chats when the corpus is absent.
 3. With --job N: a real training job (the runner process) on N replies, end to end, in its
    time budget (`--budget-minutes`, default the API's 10): its wall time on this machine
    against the budget, the runner's own `durationSeconds`/`withinBudget` and its plan.
+4. With --layer-cost (and nothing else): `trainer.train` with the LoRA on all, half and a
+   quarter of the layers (the planner's cuts), alternating rounds after an untimed one; each
+   one's median speed against all layers, beside the speed-up the planner assumes
+   (`budget.LAYER_BACKWARD_COST`).
 
     .venv/bin/python bench/train.py [--examples 128] [--rounds 4] [--job 1500 [--budget-minutes 10]]
+    .venv/bin/python bench/train.py --layer-cost [--examples 48] [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import os
 import random
@@ -56,7 +62,7 @@ from convassist.core.training import (  # noqa: E402
 )
 from convassist.ml.backends.base import Sampling  # noqa: E402
 from convassist.ml.models.manifest import load_manifest  # noqa: E402
-from convassist.ml.training import dataset, export, trainer  # noqa: E402
+from convassist.ml.training import budget, dataset, export, trainer  # noqa: E402
 from convassist.ml.training.dataset import Example, Sample  # noqa: E402
 from convassist.ml.training.device import cpu_has_bf16  # noqa: E402
 from convassist.ml.training.files import JobFiles, JobSpec, write_json  # noqa: E402
@@ -137,6 +143,42 @@ def bench_training(
     return ours_model, statistics.median(rates["ours"]), statistics.median(rates["raw"])
 
 
+def bench_layer_cost(
+    base: Any, examples: list[Example], rounds: int, config: trainer.TrainConfig
+) -> dict[int, float]:
+    """Median tokens/s of `trainer.train` with the LoRA on all, half and a quarter of the
+    layers (the planner's cuts), same examples, rounds alternating after an untimed one."""
+    total = int(base.config.num_hidden_layers)
+    models = {
+        k: trainer.add_lora(copy.deepcopy(base), dataclasses.replace(config, layers=k))
+        for k in (total, total // 2, max(1, total // 4))
+    }
+    for k, model in models.items():
+        trainer.train(model, examples, dataclasses.replace(config, layers=k), pad_id=2)
+    rates: dict[int, list[float]] = {k: [] for k in models}
+    for r in range(rounds):
+        for k in list(models)[:: 1 if r % 2 else -1]:
+            result = trainer.train(
+                models[k], examples, dataclasses.replace(config, layers=k), pad_id=2
+            )
+            rates[k].append(result.tokens / result.seconds)
+            print(f"  round {r + 1} top {k:>2} layers {rates[k][-1]:7.1f} tokens/s", flush=True)
+    return {k: statistics.median(v) for k, v in rates.items()}
+
+
+def report_layer_cost(rates: dict[int, float], total: int) -> None:
+    """Measured speed-ups against the planner's cost model (`budget.LAYER_BACKWARD_COST`)."""
+
+    def cost(layers: int) -> float:
+        return 1 + budget.LAYER_BACKWARD_COST * layers / total
+
+    for k, rate in rates.items():
+        print(
+            f"top {k:>2} of {total} layers: {rate:7.1f} tokens/s, {rate / rates[total]:.2f}x all "
+            f"layers (the planner assumes {cost(total) / cost(k):.2f}x)"
+        )
+
+
 def bench_naive(base: Any, samples: list[Sample], tok: dataset.LlamaTokenizer) -> float:
     """DESIGN's naive loop: fp32, random batches of 8, up to 384 tokens, r=16 on every linear
     layer of every block."""
@@ -211,6 +253,11 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=DEFAULT_MAX_CONTEXT)
     parser.add_argument("--generation-runs", type=int, default=8)
     parser.add_argument("--skip-naive", action="store_true")
+    parser.add_argument(
+        "--layer-cost",
+        action="store_true",
+        help="only measure training speed with the LoRA on all, half and a quarter of the layers",
+    )
     parser.add_argument("--job", type=int, default=0, help="also run a real job on N replies")
     parser.add_argument(
         "--budget-minutes", type=float, default=DEFAULT_BUDGET_MINUTES, help="the job's budget"
@@ -235,6 +282,10 @@ def main() -> None:
         f"Training, LoRA r={config.rank} on {', '.join(config.target_modules)} of the top "
         f"{layers} layers, batch {config.batch_size}:"
     )
+    if args.layer_cost:
+        total = int(base.config.num_hidden_layers)
+        report_layer_cost(bench_layer_cost(base, examples, args.rounds, config), total)
+        return
     ours_model, ours, raw = bench_training(base, examples, args.rounds, config)
     print(
         f"ours {ours:7.1f} tokens/s   raw peft loop {raw:7.1f} tokens/s   ratio {ours / raw:.2f}x"
