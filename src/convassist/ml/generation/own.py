@@ -5,8 +5,8 @@ line after the prompt (`" " + reply + "\\n"`: the newline says the reply ends th
 "yeah" is not credited with "yeah that's great"), and that one replaces the least confident
 sampled candidate when the request asks for several. Its confidence is a sampled
 candidate's measure (`Completion.confidence` over the line and its newline), so candidates
-stay best-first on one scale. Only a backend that can score continuations (`ScoringBackend`: llama) does
-this; another one returns its sampled candidates unchanged.
+stay best-first on one scale. Only a backend that can score continuations
+(`ScoringBackend`: llama) does this; another one returns its sampled candidates unchanged.
 """
 
 from __future__ import annotations
