@@ -149,18 +149,16 @@ def bench_layer_cost(
     """Median tokens/s of `trainer.train` with the LoRA on all, half and a quarter of the
     layers (the planner's cuts), same examples, rounds alternating after an untimed one."""
     total = int(base.config.num_hidden_layers)
-    models = {
-        k: trainer.add_lora(copy.deepcopy(base), dataclasses.replace(config, layers=k))
-        for k in (total, total // 2, max(1, total // 4))
+    configs = {
+        k: dataclasses.replace(config, layers=k) for k in (total, total // 2, max(1, total // 4))
     }
+    models = {k: trainer.add_lora(copy.deepcopy(base), c) for k, c in configs.items()}
     for k, model in models.items():
-        trainer.train(model, examples, dataclasses.replace(config, layers=k), pad_id=2)
+        trainer.train(model, examples, configs[k], pad_id=2)
     rates: dict[int, list[float]] = {k: [] for k in models}
     for r in range(rounds):
         for k in list(models)[:: 1 if r % 2 else -1]:
-            result = trainer.train(
-                models[k], examples, dataclasses.replace(config, layers=k), pad_id=2
-            )
+            result = trainer.train(models[k], examples, configs[k], pad_id=2)
             rates[k].append(result.tokens / result.seconds)
             print(f"  round {r + 1} top {k:>2} layers {rates[k][-1]:7.1f} tokens/s", flush=True)
     return {k: statistics.median(v) for k, v in rates.items()}

@@ -95,10 +95,6 @@ class Likeliest:
     index: int
     token_logprobs: tuple[float, ...]
 
-    @property
-    def mean(self) -> float:
-        return sum(self.token_logprobs) / len(self.token_logprobs)
-
 
 @runtime_checkable
 class ScoringBackend(Protocol):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import math
 import os
 import threading
 from collections.abc import Sequence
@@ -217,21 +218,17 @@ class LlamaBackend:
             llm.n_tokens = min(cached, len(prompt_tokens) - 1)
             llm.eval(prompt_tokens[llm.n_tokens : -1])
             (last,) = self._decode_every_position(prompt_tokens[-1:])
-            first = self._log_softmax(last)  # a copy: the next decode overwrites `last`
-            bounds = sorted(
-                (
-                    (float(first[tokens[0]]) / len(tokens), index)
-                    for index, tokens in enumerate(encoded)
-                    if tokens
-                ),
-                key=lambda bound: -bound[0],
-            )
+            # Read before any other decode: it overwrites `last`.
+            first = {
+                i: self._logprob(last, tokens[0]) for i, tokens in enumerate(encoded) if tokens
+            }
             best: Likeliest | None = None
-            for bound, index in bounds:
-                if best is not None and bound <= best.mean:
-                    break
+            best_mean = -math.inf
+            for index in sorted(first, key=lambda i: -first[i] / len(encoded[i])):
                 tokens = encoded[index]
-                logprobs = [float(first[tokens[0]])]
+                if first[index] / len(tokens) <= best_mean:
+                    break
+                logprobs = [first[index]]
                 if len(tokens) > 1:
                     llm.n_tokens = len(prompt_tokens)
                     rows = self._decode_every_position(tokens[:-1])
@@ -239,8 +236,9 @@ class LlamaBackend:
                         self._logprob(row, token)
                         for row, token in zip(rows, tokens[1:], strict=True)
                     ]
-                if best is None or sum(logprobs) / len(logprobs) > best.mean:
-                    best = Likeliest(index, tuple(logprobs))
+                mean = sum(logprobs) / len(logprobs)
+                if mean > best_mean:
+                    best, best_mean = Likeliest(index, tuple(logprobs)), mean
             return best
 
     def _decode_every_position(self, tokens: list[int]) -> list[Any]:
@@ -257,12 +255,6 @@ class LlamaBackend:
             np.ctypeslib.as_array(get(llm.ctx, i), shape=(self._n_vocab,))
             for i in range(len(tokens))
         ]
-
-    @staticmethod
-    def _log_softmax(logits: Any) -> Any:
-        """The log-probabilities of every token under `logits`, as a new float64 array."""
-        shifted = np.asarray(logits, np.float64) - float(logits.max())
-        return shifted - float(np.log(np.exp(shifted).sum()))
 
     def _logprob(self, logits: Any, token: int) -> float:
         """log p(token) under `logits` (log-softmax)."""
