@@ -39,11 +39,11 @@ sys.path.insert(0, str(REPO))
 
 from tests.support.services import ML_AUTH, ML_TOKEN, clean_env, free_port, wait_healthy  # noqa: E402
 
+from convassist.core.cpu import cpu_flags  # noqa: E402
 from convassist.ml.backends.llama import default_threads  # noqa: E402
 from convassist.ml.models.manifest import DEFAULT_STOP, load_manifest  # noqa: E402
 from convassist.ml.models.native import (  # noqa: E402
     ConfigName,
-    cpu_flags,
     has_amx,
     load_llama,
     named_config,

@@ -7,7 +7,7 @@ history samples are; synthetic chats when the corpus is absent.
 1. Training tokens/s (tokens processed, padding excluded), in the same run on the same
    batches (our length-bucketed batches, contexts cut to ML_SERVICE_TRAIN_MAX_CONTEXT):
    * ours: `convassist.ml.training.trainer.train` on the job's examples (the owner's earlier
-     lines are targets too), bf16 autocast where the CPU has it, output layer on target
+     lines are targets too), bf16 autocast where the CPU has AMX, output layer on target
      tokens only, quality-weighted loss, progress callback;
    * raw:  a plain peft/torch loop, same precision: `model(input_ids, attention_mask,
      labels).loss`, AdamW. Goal: ours >= 0.8x raw.
@@ -25,9 +25,15 @@ history samples are; synthetic chats when the corpus is absent.
    quarter of the layers (the planner's cuts), alternating rounds after an untimed one; each
    one's median speed against all layers, beside the speed-up the planner assumes
    (`budget.LAYER_BACKWARD_COST`).
+5. With --number-types (and nothing else): the raw loop in bf16 autocast against float32 on
+   the same batches, alternating rounds after an untimed one of each: whether bf16 pays on
+   this CPU (the trainer takes it only where the CPU has AMX's bf16 tiles, `device.BF16_TILES`).
+   `ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16` keeps oneDNN off Intel AMX, which measures a CPU
+   with AVX512_BF16 but no AMX on an AMX machine.
 
     .venv/bin/python bench/train.py [--examples 128] [--rounds 4] [--job 1500 [--budget-minutes 10]]
     .venv/bin/python bench/train.py --layer-cost [--examples 48] [--rounds 3]
+    [ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16] .venv/bin/python bench/train.py --number-types
 """
 
 from __future__ import annotations
@@ -51,7 +57,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.common import CHITCHAT, HISTORY, history_samples, load_chitchat  # noqa: E402
+from bench.common import CHITCHAT, HISTORY, cpu, history_samples, load_chitchat  # noqa: E402
 
 from convassist.core.prompt import ChatLine, render_prompt  # noqa: E402
 from convassist.core.training import (  # noqa: E402
@@ -64,7 +70,7 @@ from convassist.ml.backends.base import Sampling  # noqa: E402
 from convassist.ml.models.manifest import load_manifest  # noqa: E402
 from convassist.ml.training import budget, dataset, export, trainer  # noqa: E402
 from convassist.ml.training.dataset import Example, Sample  # noqa: E402
-from convassist.ml.training.device import cpu_has_bf16  # noqa: E402
+from convassist.ml.training.device import cpu_bf16_pays  # noqa: E402
 from convassist.ml.training.files import JobFiles, JobSpec, write_json  # noqa: E402
 from convassist.server.demo.corpus import most_conversations  # noqa: E402
 
@@ -127,7 +133,7 @@ def bench_training(
     ours_model = trainer.add_lora(copy.deepcopy(base), config)
     raw_model = trainer.add_lora(copy.deepcopy(base), config)
     batches = dataset.length_batches(examples, config.batch_size, random.Random(config.seed))
-    bf16 = cpu_has_bf16()
+    bf16 = cpu_bf16_pays()
     trainer.train(ours_model, examples, config, pad_id=2)
     raw_steps(raw_model, batches, 2, bf16)
     rates: dict[str, list[float]] = {"ours": [], "raw": []}
@@ -175,6 +181,23 @@ def report_layer_cost(rates: dict[int, float], total: int) -> None:
             f"top {k:>2} of {total} layers: {rate:7.1f} tokens/s, {rate / rates[total]:.2f}x all "
             f"layers (the planner assumes {cost(total) / cost(k):.2f}x)"
         )
+
+
+def bench_number_types(
+    base: Any, examples: list[Example], rounds: int, config: trainer.TrainConfig
+) -> dict[str, float]:
+    """Median tokens/s of the raw loop in bf16 autocast and in float32, same batches."""
+    batches = dataset.length_batches(examples, config.batch_size, random.Random(config.seed))
+    models = {name: trainer.add_lora(copy.deepcopy(base), config) for name in ("bf16", "fp32")}
+    for name, model in models.items():
+        raw_steps(model, batches, 2, name == "bf16")
+    rates: dict[str, list[float]] = {name: [] for name in models}
+    for r in range(rounds):
+        for name in list(models)[:: 1 if r % 2 else -1]:
+            seconds = raw_steps(models[name], batches, 2, name == "bf16")
+            rates[name].append(tokens(batches) / seconds)
+            print(f"  round {r + 1} {name} {rates[name][-1]:7.1f} tokens/s", flush=True)
+    return {name: statistics.median(v) for name, v in rates.items()}
 
 
 def bench_naive(base: Any, samples: list[Sample], tok: dataset.LlamaTokenizer) -> float:
@@ -256,6 +279,11 @@ def main() -> None:
         action="store_true",
         help="only measure training speed with the LoRA on all, half and a quarter of the layers",
     )
+    parser.add_argument(
+        "--number-types",
+        action="store_true",
+        help="only measure the raw loop's training speed in bf16 against float32",
+    )
     parser.add_argument("--job", type=int, default=0, help="also run a real job on N replies")
     parser.add_argument(
         "--budget-minutes", type=float, default=DEFAULT_BUDGET_MINUTES, help="the job's budget"
@@ -271,7 +299,7 @@ def main() -> None:
     )
     print(
         f"{len(examples)} replies from the {source}; mean {statistics.mean(map(len, examples)):.0f}"
-        f" tokens per example (max {args.max_length}); bf16: {cpu_has_bf16()}; threads 2"
+        f" tokens per example (max {args.max_length}); {cpu()}; bf16: {cpu_bf16_pays()}; threads 2"
     )
     base = trainer.load_model(model_path)
     config = trainer.TrainConfig(epochs=1, threads=2, device="cpu")
@@ -283,6 +311,14 @@ def main() -> None:
     if args.layer_cost:
         total = int(base.config.num_hidden_layers)
         report_layer_cost(bench_layer_cost(base, examples, args.rounds, config), total)
+        return
+    if args.number_types:
+        rates = bench_number_types(base, examples, args.rounds, config)
+        isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "unset")
+        print(
+            f"bf16 {rates['bf16']:7.1f} tokens/s   fp32 {rates['fp32']:7.1f} tokens/s   "
+            f"bf16/fp32 {rates['bf16'] / rates['fp32']:.2f}x (ONEDNN_MAX_CPU_ISA={isa})"
+        )
         return
     ours_model, ours, raw = bench_training(base, examples, args.rounds, config)
     print(

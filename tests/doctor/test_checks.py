@@ -13,6 +13,7 @@ import pytest
 
 from convassist.agent.client import TokenGrant
 from convassist.agent.registration import save_grant
+from convassist.core.cpu import cpu_flags
 from convassist.core.db import create_engine, create_sessionmaker
 from convassist.core.settings import ServerSettings
 from convassist.doctor import CHECKS
@@ -27,7 +28,7 @@ from convassist.doctor.local import (
 )
 from convassist.doctor.result import Check, Context, Outcome, Status, failed, run_checks
 from convassist.doctor.services import check_database, check_owner, check_redis
-from convassist.ml.models.native import cpu_flags, has_amx
+from convassist.ml.models.native import has_amx
 from convassist.ml.settings import MLSettings
 from convassist.server import migrate
 from convassist.server.auth.service import set_owner_password

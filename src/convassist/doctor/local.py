@@ -31,7 +31,8 @@ def check_python(_: Context) -> Outcome:
 
 def check_cpu(context: Context) -> Outcome:
     """The CPU's relevant features and the llama.cpp configuration the ML service will use."""
-    from convassist.ml.models.native import choose_load_config, cpu_flags, has_amx
+    from convassist.core.cpu import cpu_flags
+    from convassist.ml.models.native import choose_load_config, has_amx
 
     if context.ml.backend != "llama":
         return skip(f"ML_SERVICE_BACKEND={context.ml.backend}: llama.cpp is not used")

@@ -10,6 +10,7 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
+from convassist.core.cpu import cpu_flags
 from convassist.ml.app import create_app
 from convassist.ml.backends.base import Sampling
 from convassist.ml.backends.llama import LlamaBackend
@@ -18,7 +19,6 @@ from convassist.ml.generation.manager import LLMManager
 from convassist.ml.models.native import (
     ProbeRequest,
     choose_load_config,
-    cpu_flags,
     has_amx,
     load_llama,
     named_config,

@@ -13,7 +13,7 @@ from convassist.ml.training.device import (
     available,
     check_device,
     choose_device,
-    cpu_has_bf16,
+    cpu_bf16_pays,
 )
 from convassist.ml.training.runner import failure_message
 from tests.ml.conftest import AppFactory
@@ -27,9 +27,18 @@ def test_auto_trains_on_the_cpu_without_a_gpu() -> None:
     chosen = choose_device()
     assert chosen == choose_device("auto") == choose_device("cpu")
     # The CPU keeps its bf16 decision: bf16 autocast only with bf16 instructions.
-    assert chosen == TrainDevice("cpu", "bf16" if cpu_has_bf16() else "fp32")
-    assert chosen.autocast_dtype == (torch.bfloat16 if cpu_has_bf16() else None)
+    assert chosen == TrainDevice("cpu", "bf16" if cpu_bf16_pays() else "fp32")
+    assert chosen.autocast_dtype == (torch.bfloat16 if cpu_bf16_pays() else None)
     assert not chosen.scaled
+
+
+def test_the_cpu_trains_in_bf16_only_with_amx_bf16_tiles() -> None:
+    sapphire_rapids = frozenset({"avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16"})
+    zen4 = frozenset({"avx2", "avx512f", "avx512_bf16"})  # bf16 instructions, no AMX
+    assert cpu_bf16_pays(sapphire_rapids)
+    assert not cpu_bf16_pays(zen4)  # measured slower than fp32 (bench/train.py --number-types)
+    assert not cpu_bf16_pays(frozenset({"avx2"}))
+    assert not cpu_bf16_pays(frozenset())  # macOS: no /proc/cpuinfo
 
 
 def test_number_types() -> None:

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from convassist.core.cpu import cpu_flags
 from convassist.core.logging import get_logger
 from convassist.core.processes import signal_name
 from convassist.ml.errors import ModelLoadError
@@ -36,7 +37,6 @@ from convassist.ml.settings import ExtraBufts, MLSettings
 
 log = get_logger("convassist.ml.models.native")
 
-CPUINFO = Path("/proc/cpuinfo")
 AMX_FLAGS = frozenset({"amx_tile", "amx_int8", "amx_bf16"})
 PROBE_PROMPT = "Them: Hey, how's it going? Are we still on for lunch tomorrow?\nMe:"
 PROBE_TOKENS = 4
@@ -57,19 +57,6 @@ class LlamaLoadConfig:
     name: ConfigName
     use_extra_bufts: bool
     reason: str
-
-
-def cpu_flags(cpuinfo: Path = CPUINFO) -> frozenset[str]:
-    """The CPU's feature flags from /proc/cpuinfo (empty where there is none, e.g. macOS)."""
-    try:
-        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return frozenset()
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            return frozenset(value.split())
-    return frozenset()
 
 
 def has_amx(flags: frozenset[str]) -> bool:

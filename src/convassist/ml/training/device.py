@@ -6,7 +6,8 @@ job is requested, before it is queued (`train_device_unavailable`). Number types
 
 - CUDA: bf16 autocast where the GPU supports it, else fp16 autocast with a gradient scaler;
 - MPS: fp16 autocast with a gradient scaler where torch can autocast on MPS, else fp32;
-- CPU: bf16 autocast where the CPU has bf16 instructions (avx512_bf16 / amx_bf16), else fp32.
+- CPU: bf16 autocast where the CPU has Intel AMX's bf16 tiles (amx_bf16), else fp32. With
+  AVX512_BF16 alone, bf16 trained slower than fp32 (`bench/train.py --number-types`).
 
 Generation is unaffected (it keeps `ML_SERVICE_GPU_LAYERS`).
 """
@@ -14,9 +15,9 @@ Generation is unaffected (it keeps `ML_SERVICE_GPU_LAYERS`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from convassist.core.cpu import cpu_flags
 from convassist.core.errors import ServiceUnavailable
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 TrainDeviceSetting = Literal["auto", "cpu", "cuda", "mps"]
 DeviceType = Literal["cpu", "cuda", "mps"]
 NumberType = Literal["bf16", "fp16", "fp32"]
-BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+BF16_TILES = "amx_bf16"
 
 
 class DeviceUnavailable(ServiceUnavailable):
@@ -54,13 +55,12 @@ class TrainDevice:
         return self.dtype == "fp16"
 
 
-def cpu_has_bf16() -> bool:
-    """Whether the CPU has native bf16 instructions (Linux: /proc/cpuinfo flags)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="ignore").split()
-    except OSError:
-        return False
-    return any(flag in flags for flag in BF16_FLAGS)
+def cpu_bf16_pays(flags: frozenset[str] | None = None) -> bool:
+    """Whether bf16 autocast trains faster than fp32 on this CPU (`flags`: /proc/cpuinfo's).
+
+    Only with AMX: measured on one Xeon with 2 cores, bf16 ran at 1.72x fp32 with AMX and
+    0.82x with oneDNN kept to AVX512_BF16 (`ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16`)."""
+    return BF16_TILES in (cpu_flags() if flags is None else flags)
 
 
 def available(device: DeviceType) -> bool:
@@ -101,7 +101,7 @@ def choose_device(setting: TrainDeviceSetting = "auto") -> TrainDevice:
 
 def number_type(device: DeviceType) -> NumberType:
     if device == "cpu":
-        return "bf16" if cpu_has_bf16() else "fp32"
+        return "bf16" if cpu_bf16_pays() else "fp32"
     import torch
 
     if device == "cuda":

@@ -8,7 +8,7 @@ it fast on a CPU (see docs/ml-service.md, "Training speed"):
   few distinct shapes need kernels) and contexts cut to `max_length` tokens;
 - no attention mask (right padding is invisible to a causal model's real tokens);
 - the output layer (49k vocabulary) runs only on the positions that carry a loss;
-- bf16 autocast where the CPU has bf16 instructions (avx512_bf16 / amx_bf16); on a GPU
+- bf16 autocast where the CPU has AMX's bf16 tiles (amx_bf16); on a GPU
   (CUDA or MPS) bf16 or fp16 as the device supports (`device.py`);
 - LoRA on every linear layer of each block (attention and MLP) by default.
 
