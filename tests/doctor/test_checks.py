@@ -132,13 +132,15 @@ def test_a_corrupt_download_fails_its_checksum(tmp_path: Path) -> None:
     assert outcome.fix is not None and "convassist models pull mistral-7b" in outcome.fix
 
 
-def test_the_cpu_check_names_the_llama_configuration(tmp_path: Path) -> None:
+def test_the_cpu_check_names_llama_s_config_and_training_s_number_type(tmp_path: Path) -> None:
     outcome = check_cpu(context(tmp_path))
     assert outcome.status is Status.OK, outcome
     if has_amx(cpu_flags()):  # llama.cpp's AMX repack crashes: off, and the reason named
         assert "extra buffer types off (the CPU has Intel AMX (amx_" in outcome.summary
     else:
         assert "extra buffer types on" in outcome.summary
+    bf16 = "amx_bf16" in cpu_flags()
+    assert ("runs in bf16" if bf16 else "runs in fp32 (no AMX") in outcome.summary
     forced = check_cpu(context(tmp_path, llama_extra_bufts="off"))
     assert "extra buffer types off (ML_SERVICE_LLAMA_EXTRA_BUFTS=off)" in forced.summary
 

@@ -30,9 +30,11 @@ def check_python(_: Context) -> Outcome:
 
 
 def check_cpu(context: Context) -> Outcome:
-    """The CPU's relevant features and the llama.cpp configuration the ML service will use."""
+    """The CPU's relevant features, the llama.cpp configuration the ML service will use and
+    the number type training on this CPU takes."""
     from convassist.core.cpu import cpu_flags
     from convassist.ml.models.native import choose_load_config, has_amx
+    from convassist.ml.training.device import cpu_bf16_pays
 
     if context.ml.backend != "llama":
         return skip(f"ML_SERVICE_BACKEND={context.ml.backend}: llama.cpp is not used")
@@ -47,7 +49,15 @@ def check_cpu(context: Context) -> Outcome:
     )
     config = choose_load_config(flags, context.ml.llama_extra_bufts)
     extra = "on" if config.use_extra_bufts else "off"
-    summary = f"{features}; llama.cpp loads with extra buffer types {extra} ({config.reason})"
+    training = (
+        "bf16 (AMX's bf16 tiles)"
+        if cpu_bf16_pays(flags)
+        else "fp32 (no AMX bf16 tiles: bf16 would be slower)"
+    )
+    summary = (
+        f"{features}; llama.cpp loads with extra buffer types {extra} ({config.reason}); "
+        f"training on the CPU runs in {training}"
+    )
     if amx and config.use_extra_bufts:
         return warn(
             summary,
