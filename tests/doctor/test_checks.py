@@ -30,6 +30,7 @@ from convassist.doctor.result import Check, Context, Outcome, Status, failed, ru
 from convassist.doctor.services import check_database, check_owner, check_redis
 from convassist.ml.models.native import has_amx
 from convassist.ml.settings import MLSettings
+from convassist.ml.training.device import cpu_bf16_pays
 from convassist.server import migrate
 from convassist.server.auth.service import set_owner_password
 from tests.agent.faults import web_page
@@ -139,8 +140,7 @@ def test_the_cpu_check_names_llama_s_config_and_training_s_number_type(tmp_path:
         assert "extra buffer types off (the CPU has Intel AMX (amx_" in outcome.summary
     else:
         assert "extra buffer types on" in outcome.summary
-    bf16 = "amx_bf16" in cpu_flags()
-    assert ("runs in bf16" if bf16 else "runs in fp32 (no AMX") in outcome.summary
+    assert ("runs in bf16" if cpu_bf16_pays() else "runs in fp32 (no AMX") in outcome.summary
     forced = check_cpu(context(tmp_path, llama_extra_bufts="off"))
     assert "extra buffer types off (ML_SERVICE_LLAMA_EXTRA_BUFTS=off)" in forced.summary
 
