@@ -49,8 +49,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -73,6 +74,8 @@ from convassist.ml.training.dataset import Example, Sample  # noqa: E402
 from convassist.ml.training.device import cpu_bf16_pays  # noqa: E402
 from convassist.ml.training.files import JobFiles, JobSpec, write_json  # noqa: E402
 from convassist.server.demo.corpus import most_conversations  # noqa: E402
+
+K = TypeVar("K")
 
 
 def chitchat_samples(limit: int) -> list[Sample]:
@@ -123,51 +126,64 @@ def tokens(batches: list[list[Example]]) -> int:
     return sum(len(e) for batch in batches for e in batch)
 
 
+def alternating_medians(
+    runs: Mapping[K, Callable[[], float]], rounds: int, label: Callable[[K], str]
+) -> dict[K, float]:
+    """Median tokens/s of each of `runs` (each call: one round, returning its tokens/s).
+
+    Every run first has one untimed round: the first use of each batch shape sets up its
+    oneDNN kernels (seconds for bf16), which a timed round must not count. The timed rounds
+    then alternate the order of the runs, so all of them see the same machine load."""
+    for run in runs.values():
+        run()
+    rates: dict[K, list[float]] = {key: [] for key in runs}
+    for r in range(rounds):
+        for key in list(runs)[:: 1 if r % 2 else -1]:
+            rates[key].append(runs[key]())
+            print(f"  round {r + 1} {label(key)} {rates[key][-1]:7.1f} tokens/s", flush=True)
+    return {key: statistics.median(values) for key, values in rates.items()}
+
+
 def bench_training(
     base: Any, examples: list[Example], rounds: int, config: trainer.TrainConfig
 ) -> tuple[Any, float, float]:
-    """(our trained peft model, ours tokens/s, raw tokens/s): medians of alternating rounds.
-
-    Both loops first run one untimed round: the first use of each batch shape sets up its
-    oneDNN kernels (seconds for bf16), which a timed round must not count."""
+    """(our trained peft model, ours tokens/s, raw tokens/s), same examples and batches."""
     ours_model = trainer.add_lora(copy.deepcopy(base), config)
     raw_model = trainer.add_lora(copy.deepcopy(base), config)
     batches = dataset.length_batches(examples, config.batch_size, random.Random(config.seed))
     bf16 = cpu_bf16_pays()
-    trainer.train(ours_model, examples, config, pad_id=2)
-    raw_steps(raw_model, batches, 2, bf16)
-    rates: dict[str, list[float]] = {"ours": [], "raw": []}
-    for r in range(rounds):
-        for name in [("ours", "raw"), ("raw", "ours")][r % 2]:
-            if name == "ours":
-                result = trainer.train(ours_model, examples, config, pad_id=2)
-                rate = result.tokens / result.seconds
-            else:
-                rate = tokens(batches) / raw_steps(raw_model, batches, 2, bf16)
-            rates[name].append(rate)
-            print(f"  round {r + 1} {name:<4} {rate:7.1f} tokens/s", flush=True)
-    return ours_model, statistics.median(rates["ours"]), statistics.median(rates["raw"])
+
+    def ours() -> float:
+        result = trainer.train(ours_model, examples, config, pad_id=2)
+        return result.tokens / result.seconds
+
+    def raw() -> float:
+        return tokens(batches) / raw_steps(raw_model, batches, 2, bf16)
+
+    rates = alternating_medians({"ours": ours, "raw": raw}, rounds, lambda name: f"{name:<4}")
+    return ours_model, rates["ours"], rates["raw"]
 
 
 def bench_layer_cost(
     base: Any, examples: list[Example], rounds: int, config: trainer.TrainConfig
 ) -> dict[int, float]:
     """Median tokens/s of `trainer.train` with the LoRA on all, half and a quarter of the
-    layers (the planner's cuts), same examples, rounds alternating after an untimed one."""
+    layers (the planner's cuts), same examples."""
     total = int(base.config.num_hidden_layers)
     configs = {
         k: dataclasses.replace(config, layers=k) for k in (total, total // 2, max(1, total // 4))
     }
-    models = {k: trainer.add_lora(copy.deepcopy(base), c) for k, c in configs.items()}
-    for k, model in models.items():
-        trainer.train(model, examples, configs[k], pad_id=2)
-    rates: dict[int, list[float]] = {k: [] for k in models}
-    for r in range(rounds):
-        for k in list(models)[:: 1 if r % 2 else -1]:
-            result = trainer.train(models[k], examples, configs[k], pad_id=2)
-            rates[k].append(result.tokens / result.seconds)
-            print(f"  round {r + 1} top {k:>2} layers {rates[k][-1]:7.1f} tokens/s", flush=True)
-    return {k: statistics.median(v) for k, v in rates.items()}
+
+    def run(layers: int) -> Callable[[], float]:
+        model = trainer.add_lora(copy.deepcopy(base), configs[layers])
+
+        def one_round() -> float:
+            result = trainer.train(model, examples, configs[layers], pad_id=2)
+            return result.tokens / result.seconds
+
+        return one_round
+
+    return alternating_medians({k: run(k) for k in configs}, rounds, lambda k: f"top {k:>2} layers")
 
 
 def report_layer_cost(rates: dict[int, float], total: int) -> None:
@@ -188,16 +204,12 @@ def bench_number_types(
 ) -> dict[str, float]:
     """Median tokens/s of the raw loop in bf16 autocast and in float32, same batches."""
     batches = dataset.length_batches(examples, config.batch_size, random.Random(config.seed))
-    models = {name: trainer.add_lora(copy.deepcopy(base), config) for name in ("bf16", "fp32")}
-    for name, model in models.items():
-        raw_steps(model, batches, 2, name == "bf16")
-    rates: dict[str, list[float]] = {name: [] for name in models}
-    for r in range(rounds):
-        for name in list(models)[:: 1 if r % 2 else -1]:
-            seconds = raw_steps(models[name], batches, 2, name == "bf16")
-            rates[name].append(tokens(batches) / seconds)
-            print(f"  round {r + 1} {name} {rates[name][-1]:7.1f} tokens/s", flush=True)
-    return {name: statistics.median(v) for name, v in rates.items()}
+
+    def run(name: str) -> Callable[[], float]:
+        model = trainer.add_lora(copy.deepcopy(base), config)
+        return lambda: tokens(batches) / raw_steps(model, batches, 2, name == "bf16")
+
+    return alternating_medians({name: run(name) for name in ("bf16", "fp32")}, rounds, str)
 
 
 def bench_naive(base: Any, samples: list[Sample], tok: dataset.LlamaTokenizer) -> float:
