@@ -53,7 +53,7 @@ class TrainingRequest(RequestModel):
         description="The job's time: the trainer measures its speed and plans what fits.",
     )
     epochs: int | None = Field(
-        None, ge=1, le=20, description="At most this many passes; null: what the budget allows."
+        None, ge=1, le=20, description="At most this many passes; null: one, when it fits."
     )
     learning_rate: float | None = Field(
         None,
