@@ -154,8 +154,7 @@ def bench_training(
     bf16 = cpu_bf16_pays()
 
     def ours() -> float:
-        result = trainer.train(ours_model, examples, config, pad_id=2)
-        return result.tokens / result.seconds
+        return trainer.train(ours_model, examples, config, pad_id=2).tokens_per_second
 
     def raw() -> float:
         return tokens(batches) / raw_steps(raw_model, batches, 2, bf16)
@@ -176,12 +175,7 @@ def bench_layer_cost(
 
     def run(layers: int) -> Callable[[], float]:
         model = trainer.add_lora(copy.deepcopy(base), configs[layers])
-
-        def one_round() -> float:
-            result = trainer.train(model, examples, configs[layers], pad_id=2)
-            return result.tokens / result.seconds
-
-        return one_round
+        return lambda: trainer.train(model, examples, configs[layers], pad_id=2).tokens_per_second
 
     return alternating_medians({k: run(k) for k in configs}, rounds, lambda k: f"top {k:>2} layers")
 

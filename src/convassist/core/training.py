@@ -13,6 +13,9 @@ ATTENTION_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
 MLP_MODULES = ("gate_proj", "up_proj", "down_proj")
 
 DEFAULT_EPOCHS = 1
+"""Passes when the owner asks for no number. A second pass over the same replies made the
+held-out perplexity worse, not better (docs/ml-service.md, "Time budget"): on a fast machine
+the job finishes early instead."""
 DEFAULT_LEARNING_RATE = 2e-3
 DEFAULT_LORA_RANK = 16
 DEFAULT_BATCH_SIZE = 8

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from convassist.core.training import DEFAULT_EPOCHS
 from convassist.ml.training.budget import (
-    MAX_EPOCHS,
     Situation,
     choose,
     contexts,
@@ -56,7 +56,7 @@ def test_newest_first_takes_each_conversation_s_newest_samples_first() -> None:
 
 def test_fast_hardware_trains_every_sample_once_and_finishes_early() -> None:
     plan = choose(situation(3000))
-    assert MAX_EPOCHS == 1
+    assert DEFAULT_EPOCHS == 1
     assert (plan.epochs, plan.max_length, plan.layers) == (1, 128, 15)
     assert plan.samples == REPLIES and plan.history_share == 1
     assert plan.estimated_seconds <= (600 - 40 - reserve_seconds(600)) / 3
@@ -67,7 +67,7 @@ def test_fast_hardware_trains_every_sample_once_and_finishes_early() -> None:
 def test_the_owner_s_epochs_are_a_ceiling() -> None:
     assert choose(situation(3000, epochs=2)).epochs == 2
     assert choose(situation(3000, epochs=3)).epochs == 3
-    assert choose(situation(30000, epochs=10)).epochs == 10  # above MAX_EPOCHS when asked
+    assert choose(situation(30000, epochs=10)).epochs == 10  # above DEFAULT_EPOCHS when asked
     capped = choose(situation(600, epochs=10))  # 10 passes do not fit: as many as do
     assert 1 <= capped.epochs < 10 and capped.max_length == 128
 

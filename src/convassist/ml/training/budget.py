@@ -3,11 +3,11 @@
 The runner measures its throughput on the first real training steps (`trainer.train`'s
 calibration) and `choose` fixes the rest of the job from it: how many passes, at which
 context length, with the LoRA on how many of the top layers and on how much of the history.
-Preference: every sample once at the full settings (more passes only when the owner asks for
-them, `MAX_EPOCHS`); when one pass does not fit, shorter contexts first, then fewer layers,
-then only the newest share of each conversation's samples. Below `MIN_LAYER_SHARE` of the
-layers at the shortest context and `MIN_HISTORY_SHARE` of the samples, the job cannot be done
-in its budget: `choose` raises ValueError saying how long it would need.
+Preference: every sample once at the full settings (`DEFAULT_EPOCHS`; more passes only when
+the owner asks for them); when one pass does not fit, shorter contexts first, then fewer
+layers, then only the newest share of each conversation's samples. Below `MIN_LAYER_SHARE` of
+the layers at the shortest context and `MIN_HISTORY_SHARE` of the samples, the job cannot be
+done in its budget: `choose` raises ValueError saying how long it would need.
 
 Costs: a token costs the same at every context length here (attention is a small part at
 these lengths), and `1 + LAYER_BACKWARD_COST * share of layers adapted` with the LoRA on the
@@ -23,10 +23,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-MAX_EPOCHS = 1
-"""Passes when the owner did not ask for a number. A second pass over the same replies made
-the held-out perplexity worse, not better (docs/ml-service.md, "Time budget"): on a fast
-machine the job finishes early instead."""
+from convassist.core.training import DEFAULT_EPOCHS
+
 LAYER_BACKWARD_COST = 1.7
 """Extra cost per token of the backward pass through all layers, as a share of the rest:
 (1 + 1.7) / (1 + 0.85) = 1.46 (all layers against the top half, "Training speed")."""
@@ -95,7 +93,7 @@ class Situation:
     total_layers: int
     lengths: Mapping[int, Sequence[int]]
     epochs: int | None = None
-    """The passes the owner asked for (at most that many), or None: `MAX_EPOCHS`."""
+    """The passes the owner asked for (at most that many), or None: `DEFAULT_EPOCHS`."""
     hardware: str = "cpu"
     """Where it runs, for the reason ("cpu/bf16")."""
 
@@ -173,7 +171,7 @@ def choose(s: Situation) -> Plan:
     fewest_layers = max(1, min(s.layers, math.ceil(MIN_LAYER_SHARE * s.total_layers)))
     fewest_samples = min(total, max(MIN_SAMPLES, math.ceil(MIN_HISTORY_SHARE * total)))
     candidates = [
-        *((longest, s.layers, total, e) for e in range(s.epochs or MAX_EPOCHS, 0, -1)),
+        *((longest, s.layers, total, e) for e in range(s.epochs or DEFAULT_EPOCHS, 0, -1)),
         *((n, s.layers, total, 1) for n in lengths[1:]),
         *((shortest, k, total, 1) for k in range(s.layers - 1, fewest_layers - 1, -1)),
     ]

@@ -61,7 +61,7 @@ class JobSpec:
     base_version: str
     model_path: str
     epochs: int | None = None
-    """At most this many passes; None: one (`budget.MAX_EPOCHS`) when the budget allows."""
+    """At most this many passes; None: `DEFAULT_EPOCHS` (one) when the budget allows."""
     budget_minutes: float = DEFAULT_BUDGET_MINUTES
     """The job's time, from the runner's start to its adapter stored (`budget.py`)."""
     learning_rate: float = DEFAULT_LEARNING_RATE
