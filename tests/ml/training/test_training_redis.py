@@ -112,10 +112,7 @@ async def test_a_worker_trains_the_job_and_the_service_activates_it(
     stored = redis.Redis.from_url(redis_url).hgetall(f"{JOB_KEY_PREFIX}{body['jobId']}")
     assert stored[b"status"] == b"completed"
     assert json.loads(stored[b"record"])["adapter_id"] == state["adapterId"]
-    for _ in range(100):  # the service notices the completion and activates the adapter
-        if (await client.get("/adapters")).json()["active"] == state["adapterId"]:
-            break
-        await asyncio.sleep(0.1)
+    # The worker switched the adapter on before the job read as completed.
     assert (await client.get("/adapters")).json()["active"] == state["adapterId"]
     assert activations.calls == [state["adapterId"]]  # once, by the worker that ran it
 

@@ -44,26 +44,19 @@ JOB_ID = re.compile(JOB_ID_PATTERN)
 STORE_DOWN = "The job store (Redis) is unavailable."
 
 OnCompleted = Callable[[str], Awaitable[object]]
-"""Called with the adapter id of each completed job that asked to be activated and that its
-gate let through (`metrics.gate.activate`, `quality/gate.py`), once, by whoever ran the job
-(the service without Redis, the worker with it)."""
+"""Switches on the adapter of a completed job that asked to be activated and that its gate
+let through (`metrics.gate.activate`, `quality/gate.py`): called once, by whoever ran the
+job (the service without Redis, the worker with it), before the job reads as completed, so
+whoever sees `completed` sees the adapter it switched on."""
 
 
 def training_kind(
     settings: MLSettings, served: ServedModel | None, on_completed: OnCompleted
 ) -> JobKind[TrainingRecord, TrainingPayload]:
     async def run(ctx: JobContext[TrainingRecord, TrainingPayload]) -> dict[str, Any]:
-        return await train(ctx, settings, served)
-
-    async def finished(record: TrainingRecord) -> None:
-        if record.status == "completed" and record.auto_activate and record.adapter_id:
-            if not (record.metrics.get("gate") or {}).get("activate", True):
-                log.info("adapter_held_back", job_id=record.job_id, adapter_id=record.adapter_id)
-                return
-            try:
-                await on_completed(record.adapter_id)
-            except AppError as exc:
-                log.warning("adapter_not_activated", job_id=record.job_id, reason=exc.code)
+        changes = await train(ctx, settings, served)
+        await switch_on(ctx, changes, on_completed)
+        return changes
 
     return JobKind(
         name=KIND,
@@ -73,8 +66,28 @@ def training_kind(
         timeout=TRAIN_JOB_TIMEOUT,
         ttl=RECORD_TTL_SECONDS,
         concurrency=1,
-        on_finished=finished,
     )
+
+
+async def switch_on(
+    ctx: JobContext[TrainingRecord, TrainingPayload],
+    changes: dict[str, Any],
+    on_completed: OnCompleted,
+) -> None:
+    """Activate the completed job's adapter (`OnCompleted`), unless the job did not ask for
+    it, its gate held the adapter back, or the job was cancelled meanwhile."""
+    job_id, adapter_id = ctx.record.job_id, changes.get("adapter_id")
+    if changes.get("status") != "completed" or not (ctx.record.auto_activate and adapter_id):
+        return
+    if not (changes.get("metrics", {}).get("gate") or {}).get("activate", True):
+        log.info("adapter_held_back", job_id=job_id, adapter_id=adapter_id)
+        return
+    if not await ctx.report(progress=100):
+        return  # cancelled while it trained: its adapter stays stored, not served
+    try:
+        await on_completed(adapter_id)
+    except AppError as exc:
+        log.warning("adapter_not_activated", job_id=job_id, reason=exc.code)
 
 
 def training_runtime(
