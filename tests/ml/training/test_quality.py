@@ -104,22 +104,24 @@ def test_the_gate_lets_an_adapter_no_worse_than_the_reference_through() -> None:
 
 
 def test_losing_within_noise_is_no_reason_to_hold_back() -> None:
-    # One reply fewer usable (lost 2, won 1: 1 < sqrt(3)); chrF 0.5 points lower.
+    # One reply fewer usable (lost 2, won 1: 1 < 2 sqrt(3)); chrF 0.5 points lower.
     old = side([True, True, False] + [False] * 37, [30.0] * 40)
     new = side([False, False, True] + [False] * 37, [29.5] * 40)
     assert decide(new, old, BASE).activate
+    # Three fewer, none more (3 < 2 sqrt(3)): two equal adapters split so one time in 8.
+    assert decide(side([False] * 40), side([True] * 3 + [False] * 37), BASE).activate
     # Perplexity within 2 %.
     assert decide(side([False] * 40, ppl=20.3), side([False] * 40, ppl=20.0), BASE).activate
 
 
 def test_fewer_usable_suggestions_hold_the_adapter_back() -> None:
-    old = side([True] * 5 + [False] * 35)  # lost 3, won 0: 3 > sqrt(3)
-    new = side([True] * 2 + [False] * 38, ppl=15.0)  # even with a better perplexity
+    old = side([True] * 6 + [False] * 34)  # lost 5, won 0: 5 > 2 sqrt(5)
+    new = side([True] * 1 + [False] * 39, ppl=15.0)  # even with a better perplexity
     gate = decide(new, old, "lora-aaaaaaaa")
     assert not gate.activate
     assert gate.reason == (
-        "Not switched on: on 40 held-out replies its suggestions were usable 5% of the time "
-        "against 12% for the active adapter."
+        "Not switched on: on 40 held-out replies its suggestions were usable 2% of the time "
+        "against 15% for the active adapter."
     )
 
 
