@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from convassist.cli.common import fail, setup_logging
-from convassist.core.training import DEFAULT_HOLDOUT_FRACTION
+from convassist.core.training import DEFAULT_HOLDOUT_FRACTION, EVAL_MAX_CONTEXT
 from convassist.ml.errors import ModelError
 from convassist.ml.settings import MLSettings
 
@@ -57,7 +57,7 @@ def evaluate(
         None,
         "--max-context",
         min=32,
-        help="Tokens per example (default: ML_SERVICE_TRAIN_MAX_CONTEXT).",
+        help=f"Tokens per example (default: {EVAL_MAX_CONTEXT}, what a job scores).",
     ),
 ) -> None:
     """Mean NLL per reply token and perplexity, under the base model and an adapter."""
@@ -74,7 +74,7 @@ def evaluate(
     chosen = _adapter_path(settings, adapter)
     how = evaluation.EvalSettings(
         holdout_fraction=holdout_fraction,
-        max_length=max_context or settings.train_max_context,
+        max_length=max_context or EVAL_MAX_CONTEXT,
         threads=settings.threads,
     )
     try:

@@ -24,8 +24,14 @@ DEFAULT_TARGET_MODULES = ATTENTION_MODULES + MLP_MODULES
 DEFAULT_LORA_LAYER_SHARE = 0.5
 """Unless a layer count is set, the LoRA adapts the top half of the layers: the backward pass
 stops there, so a step is about 1.45x faster, for a little less learning."""
-DEFAULT_MAX_CONTEXT = 128
-"""Tokens per training example (context + reply): older context is cut."""
+DEFAULT_MAX_CONTEXT = 64
+"""Tokens per training example (context + reply): older context is cut. Shorter contexts did
+as well as longer ones or better every time they were compared, in less time (64 against 96
+tokens: +0.7 and +2.4 points of held-out perplexity drop; docs/ml-service.md, "Time
+budget")."""
+EVAL_MAX_CONTEXT = 128
+"""Tokens per held-out example a job (and `convassist eval`) scores, whatever it trained
+on: jobs with different training lengths are measured the same way."""
 DEFAULT_HOLDOUT_FRACTION = 0.1
 """Share of conversations (not messages) a job holds out to measure itself on."""
 DEFAULT_BUDGET_MINUTES = 10

@@ -20,6 +20,7 @@ from typing import Any
 
 from convassist.core.logging import get_logger
 from convassist.core.replies import frequent_replies, tally
+from convassist.core.training import EVAL_MAX_CONTEXT
 from convassist.ml.adapters.store import AdapterStore, ChecksumMismatch
 from convassist.ml.models.native import named_config
 from convassist.ml.training.dataset import Sample, split_by_conversation, usable
@@ -65,7 +66,7 @@ def assess(
     model_path = Path(spec.model_path)
     llama = named_config(spec.llama_config, "the ML service's") if spec.llama_config else None
     active = compare_adapter(store, spec)
-    settings = EvalSettings(spec.holdout_fraction, spec.max_length, spec.threads, llama)
+    settings = EvalSettings(spec.holdout_fraction, EVAL_MAX_CONTEXT, spec.threads, llama)
     report = evaluate(
         model_path,
         samples,
