@@ -53,11 +53,11 @@ def evaluate(
         max=1.0,
         help="Score the conversations a training job with this fraction holds out; 1 = all.",
     ),
-    max_context: int | None = typer.Option(
-        None,
+    max_context: int = typer.Option(
+        EVAL_MAX_CONTEXT,
         "--max-context",
         min=32,
-        help=f"Tokens per example (default: {EVAL_MAX_CONTEXT}, what a job scores).",
+        help="Tokens per example (a job scores its held-out replies at the default).",
     ),
 ) -> None:
     """Mean NLL per reply token and perplexity, under the base model and an adapter."""
@@ -74,7 +74,7 @@ def evaluate(
     chosen = _adapter_path(settings, adapter)
     how = evaluation.EvalSettings(
         holdout_fraction=holdout_fraction,
-        max_length=max_context or EVAL_MAX_CONTEXT,
+        max_length=max_context,
         threads=settings.threads,
     )
     try:
